@@ -1,0 +1,25 @@
+# Every target that needs the environment creates .venv when missing.
+# torch is installed FIRST from the local CPU wheel; everything else must not pull another torch.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install train test bench sweep sweep-quick clean
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(PY) src/train.py $(ARGS)
+
+test: install
+	$(PY) -m pytest tests $(ARGS)
+
+clean:
+	rm -rf logs .pytest_cache
