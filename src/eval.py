@@ -1,0 +1,30 @@
+"""Evaluate a checkpoint on the test set:
+
+    python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt [same overrides as training]
+"""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import qsnn.config  # noqa: F401
+from qsnn.data.idx import DataFileError
+from qsnn.runner import evaluate
+from qsnn.validate import ConfigError
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
+def main(cfg: DictConfig) -> None:
+    try:
+        metrics = evaluate(cfg)
+    except (ConfigError, DataFileError, FileNotFoundError) as e:
+        print(f"error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
+        sys.exit(1)
+    for k, v in sorted(metrics.items()):
+        print(f"{k}: {v:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Small callbacks Lightning does not ship: per-epoch wall time and a local metric history."""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+def _floats(metrics) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+class EpochTimer(L.Callback):
+    """Logs ``time/epoch_s`` and prints one line per epoch with its time and val accuracy."""
+
+    def __init__(self, verbose: bool = True):
+        self.verbose, self._t0 = verbose, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not self._t0:
+            return
+        dt = time.perf_counter() - self._t0
+        pl_module.log("time/epoch_s", dt)
+        if self.verbose:
+            m = _floats(trainer.callback_metrics)
+            print(f"epoch {trainer.current_epoch:3d}  {dt:6.2f}s  val/acc {m.get('val/acc', float('nan')):.4f}",
+                  flush=True)
+
+
+class History(L.Callback):
+    """Keeps every epoch's logged metrics and the LR of every step, for the run summary."""
+
+    def __init__(self):
+        self.epochs: list[dict[str, float]] = []
+        self.lr: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.optimizers:
+            self.lr.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        m = _floats(trainer.callback_metrics)
+        m["epoch"] = trainer.current_epoch
+        self.epochs.append(m)
+
+    def state_dict(self):
+        return {"epochs": self.epochs, "lr": self.lr}
+
+    def load_state_dict(self, state):
+        self.epochs, self.lr = state.get("epochs", []), state.get("lr", [])

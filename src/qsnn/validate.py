@@ -1,0 +1,60 @@
+"""Check a composed config before anything is built: one clear line per problem.
+
+Each message names the key, the value given and what is allowed.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+ALLOWED_BITS = set(range(1, 9)) | {32}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _get(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def _number(cfg, key, kind=float):
+    v = _get(cfg, key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+        raise ConfigError(f"{key}={v!r} is not allowed: expected {'an integer' if kind is int else 'a number'}")
+    return kind(v)
+
+
+def validate(cfg: DictConfig) -> None:
+    bits = _get(cfg, "quant.bits")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS):
+        raise ConfigError(f"quant.bits={bits!r} is not allowed: use an integer in 1..8, or 32 for full precision")
+    sbits = _get(cfg, "quant.state_bits")
+    if sbits is not None and (isinstance(sbits, bool) or not isinstance(sbits, int) or not 1 <= sbits <= 16):
+        raise ConfigError(f"quant.state_bits={sbits!r} is not allowed: use null or an integer in 1..16")
+    lr = _number(cfg, "optim.lr")
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"optim.lr={lr!r} is not allowed: the learning rate must be > 0")
+    for key in ("data.num_steps", "data.batch_size"):
+        v = _number(cfg, key, int)
+        if v is not None and v < 1:
+            raise ConfigError(f"{key}={v!r} is not allowed: must be an integer >= 1")
+    beta = _number(cfg, "model.beta")
+    if beta is not None and not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"model.beta={beta!r} is not allowed: the membrane decay must be in [0, 1]")
+    thr = _number(cfg, "model.threshold")
+    if thr is not None and not thr > 0:
+        raise ConfigError(f"model.threshold={thr!r} is not allowed: must be > 0")
+    reset = _get(cfg, "model.reset")
+    if reset is not None and reset not in ("subtract", "zero", "none"):
+        raise ConfigError(f"model.reset={reset!r} is not allowed: use subtract, zero or none")
+    enc = _get(cfg, "data.encoding")
+    if enc is not None and enc not in ("direct", "rate", "latency", "none"):
+        raise ConfigError(f"data.encoding={enc!r} is not allowed: use direct, rate, latency or none")
+    impl = _get(cfg, "model.impl")
+    if impl is not None and impl not in ("fast", "snntorch"):
+        raise ConfigError(f"model.impl={impl!r} is not allowed: use fast or snntorch")
+    epochs = _number(cfg, "trainer.max_epochs", int)
+    if epochs is not None and epochs < 1 and epochs != -1:
+        raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")

@@ -1,0 +1,52 @@
+"""Train a quantized SNN. Examples:
+
+    python src/train.py                                   # digits, 4-bit fcsnn, W&B offline
+    python src/train.py -m quant.bits=4,32 sched=cosine_restart
+    python src/train.py experiment=qsnn_mnist data.root=/path/to/mnist
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} resolvers)
+from qsnn.runner import print_config, train
+from qsnn.validate import ConfigError
+from qsnn.data.idx import DataFileError
+
+log = logging.getLogger("qsnn")
+USER_ERRORS = (ConfigError, DataFileError, FileNotFoundError)
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
+def main(cfg: DictConfig) -> float | None:
+    if cfg.get("print_config", True):
+        print_config(cfg)
+    try:
+        summary = train(cfg)
+    except Exception as e:
+        line = f"{type(e).__name__}: {e}".splitlines()[0]
+        if is_multirun():  # one failed job must not stop the sweep; its summary.json says why
+            log.error("job failed: %s", line)
+            return float("nan")
+        if isinstance(e, USER_ERRORS):
+            print(f"error: {line}", file=sys.stderr)
+            sys.exit(1)
+        raise
+    value = summary["metrics"].get(cfg.get("optimized_metric") or "", math.nan)
+    return value
+
+
+if __name__ == "__main__":
+    main()
