@@ -1,0 +1,64 @@
+"""Shared fixtures: compose the real conf/ and run the real entry points with tiny budgets."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+import qsnn.config  # noqa: F401  (resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+PY = sys.executable
+# Overrides that make any training run take a second or two.
+TINY = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null"]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_cfg(overrides=(), config_name="train.yaml", output_dir: Path | None = None):
+    """Compose conf/ like Hydra does for a run (HydraConfig set, so ${hydra:...} resolves)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.override_dirname = ",".join(overrides)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    def _make(*overrides, config_name="train.yaml"):
+        cfg = compose_cfg(overrides, config_name=config_name, output_dir=tmp_path / "run")
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            del cfg.hydra  # like a job's config
+        return cfg
+    return _make
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300):
+    """Run src/<script> in a subprocess with the test venv's python."""
+    e = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run([PY, str(ROOT / "src" / script), *args], cwd=cwd, env=e, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """run("train.py", *overrides) with logs under tmp_path; returns CompletedProcess."""
+    def _run(script, *args, env=None, timeout=300):
+        return run_script(script, *args, f"paths.log_dir={tmp_path / 'logs'}", env=env, timeout=timeout)
+    return _run
