@@ -21,5 +21,16 @@ train: install
 test: install
 	$(PY) -m pytest tests $(ARGS)
 
+# Studies are Hydra sweep configs in sweeps/ (see sweeps/README.md); the report lands in the sweep dir.
+SWEEP     ?= standard
+N_JOBS    ?= 2
+SWEEP_DIR := logs/sweeps/$(SWEEP)/$(shell date +%Y-%m-%d_%H-%M-%S)
+sweep: install
+	$(PY) src/train.py -m --config-dir sweeps --config-name $(SWEEP) hydra.launcher.n_jobs=$(N_JOBS) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(PY) src/report.py $(SWEEP_DIR)
+
+sweep-quick:
+	$(MAKE) sweep SWEEP=quick
+
 clean:
 	rm -rf logs .pytest_cache

@@ -122,6 +122,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                "bits": cfg.quant.bits, "output_dir": str(out_dir)}
     trainer, loggers, history = None, [], History()
     try:
+        if cfg.get("torch_threads"):  # parallel sweep jobs: 1 thread each beats N jobs x N threads
+            torch.set_num_threads(int(cfg.torch_threads))
         if cfg.get("seed") is not None:
             L.seed_everything(cfg.seed, workers=True, verbose=False)
         resolved = OmegaConf.to_container(cfg, resolve=True)
