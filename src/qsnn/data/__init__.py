@@ -1,0 +1,1 @@
+"""LightningDataModules. Each yields batches (x [T, B, ...] after encoding, y [B])."""

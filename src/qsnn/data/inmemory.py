@@ -1,0 +1,71 @@
+"""Shared machinery for small datasets held as tensors in memory.
+
+Batches are drawn by index with one tensor gather per batch (a BatchSampler used as the
+sampler, ``batch_size=None``): no per-sample Python collate. Encoding to [T, B, ...] runs
+once per batch, on the device, in ``on_after_batch_transfer``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from qsnn.data.encoding import encode
+
+
+class EpochShuffledBatches(BatchSampler):
+    """Shuffled batches whose order depends only on (seed, epoch): Lightning calls ``set_epoch``
+    at each epoch start, so a run resumed at epoch k sees the batches an uninterrupted run saw."""
+
+    def __init__(self, ds, batch_size: int, seed: int):
+        self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
+        super().__init__(RandomSampler(ds, generator=self.generator), batch_size, drop_last=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Subclasses set ``input_shape``/``num_classes`` in ``__init__`` and implement ``load()``
+    returning {"train": (x, y), "val": (x, y), "test": (x, y)} as tensors."""
+
+    input_shape: Sequence[int]
+    num_classes: int
+
+    def __init__(self, batch_size: int = 64, num_steps: int = 10, encoding: str = "direct",
+                 seed: int = 0, eval_batch_size: int | None = None):
+        super().__init__()
+        self.batch_size, self.num_steps, self.encoding = int(batch_size), int(num_steps), encoding
+        self.eval_batch_size = int(eval_batch_size or max(batch_size, 256))
+        self.seed = int(seed)
+        self.splits: dict[str, TensorDataset] = {}
+
+    def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = {k: TensorDataset(x, y) for k, (x, y) in self.load().items()}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.splits[split]
+        if shuffle:
+            sampler = EpochShuffledBatches(ds, self.batch_size, self.seed)
+        else:
+            sampler = BatchSampler(SequentialSampler(ds), self.eval_batch_size, drop_last=False)
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        return encode(x, self.encoding, self.num_steps), y
