@@ -57,3 +57,20 @@ class History(L.Callback):
 
     def load_state_dict(self, state):
         self.epochs, self.lr = state.get("epochs", []), state.get("lr", [])
+
+
+class ClampWeights(L.Callback):
+    """Clamps every weight matrix / kernel (parameters with dim > 1) to [min, max] after each
+    optimizer step, as the QSNN paper's DVSGesture recipe does (weights in [-1, 1]). With a
+    quantizer parametrization this clamps the underlying full-precision weight."""
+
+    def __init__(self, min: float = -1.0, max: float = 1.0):
+        self.min, self.max = float(min), float(max)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        import torch
+
+        with torch.no_grad():
+            for p in pl_module.parameters():
+                if p.dim() > 1:
+                    p.clamp_(self.min, self.max)
