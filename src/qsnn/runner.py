@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.callbacks import History
+from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
 from qsnn.quant.apply import quantize_weights
 from qsnn.validate import validate
@@ -127,7 +128,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("seed") is not None:
             L.seed_everything(cfg.seed, workers=True, verbose=False)
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        atomic_write_text(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        if is_rank_zero():
+            atomic_write_text(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
         dm = build_datamodule(cfg)
         dm.prepare_data()
         module = build_module(cfg, dm)
@@ -146,6 +148,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             ckpt = "best" if _has_best_ckpt(trainer) else None
             trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
             metrics.update(_metrics(trainer))
+            metrics.update(log_test_cost(trainer, module, dm, loggers))
         summary.update(status="ok", metrics=metrics)
     except Exception as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
@@ -156,8 +159,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["lr"] = history.lr
         summary["wall_s"] = time.perf_counter() - t_start
         _finish_loggers(loggers)
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+        if is_rank_zero():  # under DDP every rank runs train(); one summary per job
+            atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a multi-device run (Lightning sets their rank from the
+    env: LOCAL_RANK/RANK/SLURM_PROCID, then from the strategy)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _has_best_ckpt(trainer: L.Trainer) -> bool:
@@ -177,4 +189,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, dm)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=True)
-    return _metrics(trainer)
+    metrics = {**_metrics(trainer), **log_test_cost(trainer, module, dm, [])}
+    if cfg.get("export"):
+        from qsnn.export import export
+
+        for path in export(module.net, cfg.export, Path(cfg.paths.output_dir), list(dm.input_shape)):
+            print(f"exported: {path}")
+    return metrics
