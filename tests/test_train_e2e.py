@@ -1,0 +1,43 @@
+"""The README's multirun, end to end: two jobs, two offline W&B runs, grouped, tagged, full config."""
+from __future__ import annotations
+
+import json
+
+from conftest import TINY
+from qsnn.runner import train
+from qsnn.wandb_offline import find_run_files, read_run
+
+
+def test_multirun_bits_4_32_cosine_restart(run, tmp_path):
+    r = run("train.py", "-m", "quant.bits=4,32", "sched=cosine_restart", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    runs = []
+    for job, bits in zip(jobs, (4, 32)):
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["bits"] == bits
+        assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+        files = find_run_files(job)
+        assert len(files) == 1, files  # exactly one W&B run per job, inside the job's dir
+        runs.append(read_run(files[0]))
+    assert runs[0]["id"] != runs[1]["id"]
+    assert runs[0]["group"] == runs[1]["group"] == sweeps[0].name
+    assert runs[0]["tags"] == ["digits", "bits4", "cosine_restart", "fast_sigmoid"]
+    assert runs[1]["tags"] == ["digits", "bits32", "cosine_restart", "fast_sigmoid"]
+    assert "quant.bits=4" in runs[0]["name"] and "sched=cosine_restart" in runs[0]["name"]
+    cfg = runs[1]["config"]
+    assert cfg["quant"]["bits"] == 32 and cfg["sched"]["_target_"] == "qsnn.schedules.cosine_restart"
+    assert "${" not in json.dumps(cfg)  # fully resolved
+
+
+def test_train_in_process_learns_digits(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=3", "logger=csv", "callbacks.progress_bar=null", "print_config=false")
+    summary = train(cfg)
+    m = summary["metrics"]
+    assert summary["status"] == "ok" and m["test/acc"] > 0.6  # chance is 0.1
+    assert len(summary["epochs"]) == 3 and summary["weight_bits"] > 0
+    assert len(summary["lr"]) == 3 * 19  # LR recorded every step (1078 train samples / 64)
+    assert 0 < m["train/rate_layer0"] < 1
