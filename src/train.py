@@ -39,13 +39,13 @@ def main(cfg: DictConfig) -> float | None:
         line = f"{type(e).__name__}: {e}".splitlines()[0]
         if is_multirun():  # one failed job must not stop the sweep; its summary.json says why
             log.error("job failed: %s", line)
-            return float("nan")
+            return None  # Optuna records None as a failed trial; NaN would crash hydra-optuna-sweeper 1.3
         if isinstance(e, USER_ERRORS):
             print(f"error: {line}", file=sys.stderr)
             sys.exit(1)
         raise
     value = summary["metrics"].get(cfg.get("optimized_metric") or "", math.nan)
-    return value
+    return value if math.isfinite(value) else None  # same: a NaN objective is a failed trial
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class QSNNModule(L.LightningModule):
         self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
         self.val_acc_best = MaxMetric()
         self.weight_bits = weight_bits(net, bits)
+        self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
 
     def forward(self, x: torch.Tensor):
         return self.net(x)
@@ -67,7 +68,8 @@ class QSNNModule(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_train_start(self):
-        self.val_acc_best.reset()
+        if self.global_step == 0:  # drop sanity-check values; a resumed run keeps its restored best
+            self.val_acc_best.reset()
         if self.logger is not None:
             self.logger.log_metrics({"model/weight_bits": self.weight_bits,
                                      "model/weight_kib": self.weight_bits / 8 / 1024}, step=0)
