@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the test set:
 
     python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt [same overrides as training]
+    python src/eval.py ckpt_path=... export=[nir,npz]   # also write model.nir / model_int.npz
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 
 import qsnn.config  # noqa: F401
 from qsnn.data.idx import DataFileError
+from qsnn.export import check_formats
 from qsnn.runner import evaluate
 from qsnn.validate import ConfigError
 
@@ -18,6 +20,8 @@ from qsnn.validate import ConfigError
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
     try:
+        if cfg.get("export"):
+            check_formats(cfg.export)  # before the test run, not after
         metrics = evaluate(cfg)
     except (ConfigError, DataFileError, FileNotFoundError) as e:
         print(f"error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
