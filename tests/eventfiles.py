@@ -112,7 +112,7 @@ def write_ncaltech101(root: Path, total: int = 8709, events: int = 40) -> None:
                 for i in range(total))
 
 
-def write_shd(root: Path, n_train: int = 60, n_test: int = 40, events: int = 100) -> None:
+def write_shd(root: Path, n_train: int = 200, n_test: int = 40, events: int = 100) -> None:
     """shd_{train,test}.h5 (spikes/times in s, spikes/units, labels, extra/keys, extra/speaker)
     plus the .h5.zip markers tonic checks for."""
     import h5py

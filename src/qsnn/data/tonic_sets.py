@@ -15,6 +15,7 @@ what tonic expects and where, so tonic never touches the network. Layouts (under
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def check_files(name: str, root: str | Path, split: str) -> None:
     if not Path(root).expanduser().is_dir():
         raise DataFileError(f"data.root={str(root)!r}: no such directory; {name} is read from "
                             f"{loc} ({_wants(loc, marker, folder, ext, n)}), or set data.download=true")
-    found = sum(1 for _ in (loc / folder).glob(f"**/*{ext}")) if (loc / folder).is_dir() else 0
+    found = sum(f.endswith(ext) for _, _, files in os.walk(loc / folder) for f in files)  # faster than glob
     problems = []
     if not (loc / marker).is_file():
         problems.append(f"{loc / marker} is missing (tonic only checks that it exists; an empty file will do)")
