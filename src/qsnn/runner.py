@@ -7,6 +7,7 @@ status, overrides, choices, metrics and history; the sweep report reads those fi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import traceback
@@ -22,7 +23,10 @@ from qsnn.callbacks import History
 from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
 from qsnn.quant.apply import quantize_weights
+from qsnn.resume import check_checkpoint, finished_summary, last_checkpoint, wandb_run_id, wants_resume
 from qsnn.validate import validate
+
+log = logging.getLogger("qsnn")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -72,7 +76,25 @@ def build_module(cfg: DictConfig, dm) -> QSNNModule:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    loggers = [_build_logger(c, cfg) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    return [lg for lg in loggers if lg is not None]
+
+
+def _build_logger(c: DictConfig, cfg: DictConfig):
+    if not str(c._target_).endswith("WandbLogger"):
+        return instantiate(c)
+    # one W&B run per job, the same one when the job is resumed (WandbLogger passes resume="allow")
+    run_id = wandb_run_id(cfg.paths.output_dir)
+    for mode in (None, "offline"):
+        lg = instantiate(c, id=run_id) if mode is None else instantiate(c, id=run_id, mode=mode)
+        try:
+            lg.experiment  # start W&B now: no key, no network or a service error must not cost the run
+            return lg
+        except Exception as e:
+            log.warning("W&B %s failed (%s): %s", mode or c.get("mode"), f"{type(e).__name__}: {e}".splitlines()[0],
+                        "logging offline instead" if mode is None else "no W&B for this run")
+    return None
+
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -123,10 +145,26 @@ def _finish_loggers(loggers: list) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate, build, fit, test. Returns the summary dict (also written to summary.json)."""
     t_start = time.perf_counter()
-    validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    try:
+        validate(cfg)
+    except Exception as e:  # a sweep's failed job still gets a summary saying why; never over a previous run's
+        if is_rank_zero() and not (out_dir / "summary.json").exists():
+            atomic_write_text(out_dir / "summary.json", json.dumps(
+                {"status": "failed", **hydra_info(), "error": f"{type(e).__name__}: {e}".splitlines()[0],
+                 "metrics": {}, "output_dir": str(out_dir)}, indent=1, default=str))
+        raise
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"status": "running", **hydra_info(), "seed": cfg.get("seed"),
+    ckpt_path = cfg.get("ckpt_path")
+    if wants_resume(cfg):
+        done = finished_summary(out_dir, hydra_info()["overrides"])
+        if done is not None:  # a re-launched sweep skips the jobs that already finished
+            log.info("%s finished already (summary.json status ok): skipped", out_dir)
+            return done
+        last = last_checkpoint(out_dir)
+        ckpt_path = str(last) if last else None
+        log.info("resuming from %s" if last else "nothing to resume in %s: starting from scratch", last or out_dir)
+    summary: dict[str, Any] = {"status": "running", "resumed_from": ckpt_path, **hydra_info(), "seed": cfg.get("seed"),
                                "bits": cfg.quant.bits, "output_dir": str(out_dir)}
     trainer, loggers, history = None, [], History()
     try:
@@ -147,8 +185,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["weight_bits"] = module.weight_bits
         t_fit = time.perf_counter()
         summary["startup_s"] = t_fit - t_start
+        if ckpt_path:
+            check_checkpoint(ckpt_path, module)  # one clear line instead of a state_dict mismatch dump
         if cfg.get("train", True):
-            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         summary["fit_s"] = time.perf_counter() - t_fit
         metrics = _metrics(trainer)
         if cfg.get("test", True):
@@ -161,14 +201,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                        traceback=traceback.format_exc(), metrics=_metrics(trainer))
         raise
+    except BaseException as e:  # SIGTERM (Lightning raises SystemExit) or Ctrl-C: resume=true continues
+        summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
+                       metrics=_metrics(trainer))
+        raise
     finally:
         summary["epochs"] = history.epochs
         summary["lr"] = history.lr
         summary["wall_s"] = time.perf_counter() - t_start
+        _mark_wandb(loggers, summary)
         _finish_loggers(loggers)
         if is_rank_zero():  # under DDP every rank runs train(); one summary per job
             atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def _mark_wandb(loggers: list, summary: dict[str, Any]) -> None:
+    """Put the job's status (and why it failed) in its W&B run summary."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            try:
+                lg.experiment.summary.update({"status": summary["status"], "error": summary.get("error", "")})
+            except Exception:  # W&B trouble must not hide the run's own result
+                pass
 
 
 def is_rank_zero() -> bool:
