@@ -6,9 +6,20 @@ applied per time step, as in the snnTorch reference, so running statistics match
 Two execution paths, same parameters, same results:
 - ``impl="snntorch"``: the reference tutorial loop: for each step, every stage in turn,
   calling ``snn.Leaky`` per step.
-- ``impl="fast"`` (default): stage by stage over the whole sequence. Stateless ops run once
-  over [T*B, ...]; when the input is the same every step (direct encoding, passed as an
-  expanded view with stride 0 on the time axis) the first op runs once, not T times.
+- ``impl="fast"`` (default): stage by stage over the whole sequence, chosen by measurement
+  on CPU (``python -m qsnn.bench``):
+  * when the input is the same every step (direct encoding, passed as an expanded view with
+    stride 0 on the time axis) the first op runs once, not T times;
+  * ops holding a conv run step by step (a conv over [T*B, ...] at once was slower on CPU);
+    other ops (Linear, flatten) run once over [T*B, ...];
+  * a BatchNorm after such a repeated op also runs once (``run_norm``);
+  * an op with ``fused_fn()`` (``models.csnn.ConvAvgPool2d``: conv then avgpool2 as ONE
+    stride-2 conv) is called through it; the fused kernel is derived from the layer's
+    (quantized) weight once per forward;
+  * the LIF recurrence runs as one autograd function per layer (``neurons.lif_fused``);
+    a neuron with its own ``multistep(cur)`` method (e.g. sigma-delta) runs that instead.
+  Dropout draws its masks in another order than the loop, so with dropout > 0 the two paths
+  agree in distribution, not sample by sample.
 """
 from __future__ import annotations
 
@@ -16,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qsnn.neurons import lif_multistep
+from qsnn.neurons import fusable, lif_fused, lif_multistep
 
 
 class Stage(nn.Module):
@@ -33,6 +44,49 @@ def _is_repeated(x: torch.Tensor) -> bool:
     return x.dim() > 1 and x.shape[0] > 1 and x.stride(0) == 0
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def run_op(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A stateless op over a sequence [T, B, ...] -> [T, B, ...], the fastest way measured on CPU."""
+    T = h.shape[0]
+    fn = op.fused_fn() if hasattr(op, "fused_fn") else op
+    if _is_repeated(h):  # same input every step: compute once, share it as a view
+        y = fn(h[0])
+        return y.unsqueeze(0).expand(T, *y.shape)
+    if any(isinstance(m, _CONVS) for m in op.modules()):
+        return _per_step(fn, h)
+    return fn(h.flatten(0, 1)).unflatten(0, (T, -1))
+
+
+def run_norm(norm: nn.Module, cur: torch.Tensor) -> torch.Tensor:
+    """A norm applied per step, as the reference does. With the same input every step (the first
+    stage under direct encoding) every step's output is the same: normalise once and replay the
+    T-1 further running-statistics updates the loop would make (identical up to rounding)."""
+    bn = isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.momentum is not None
+    if not (bn and _is_repeated(cur)):
+        return _per_step(norm, cur)
+    x = cur[0]
+    if norm.training and norm.track_running_stats:  # before norm(x): its backward saves these buffers
+        with torch.no_grad():
+            dims = [0, *range(2, x.dim())]
+            mean, var = x.mean(dims), x.var(dims, unbiased=True)
+            for _ in range(cur.shape[0] - 1):
+                norm.running_mean.mul_(1 - norm.momentum).add_(mean, alpha=norm.momentum)
+                norm.running_var.mul_(1 - norm.momentum).add_(var, alpha=norm.momentum)
+            norm.num_batches_tracked.add_(cur.shape[0] - 1)
+    y = norm(x)
+    return y.unsqueeze(0).expand(cur.shape[0], *y.shape)
+
+
+def run_neuron(lif: nn.Module, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A neuron over a sequence: its own ``multistep`` if it has one, the fused LIF when it is a
+    plain snn.Leaky, else the step loop (state quantization, graded spikes)."""
+    if hasattr(lif, "multistep"):
+        return lif.multistep(cur)
+    return lif_fused(cur, lif) if fusable(lif) else lif_multistep(cur, lif)
+
+
 class SpikingNet(nn.Module):
     def __init__(self, stages: list[Stage], impl: str = "fast"):
         super().__init__()
@@ -41,6 +95,7 @@ class SpikingNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.impl = impl
         self.rates: list[torch.Tensor] = []  # mean firing rate per stage, last forward (detached)
+        self.rates_grad: list[torch.Tensor] = []  # the same with their graph, for a sparsity loss
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [T, B, ...] -> (output spikes [T, B, C], output membrane [T, B, C])."""
@@ -51,19 +106,13 @@ class SpikingNet(nn.Module):
 
     def _forward_fast(self, x):
         h, rates = x, []
-        for i, st in enumerate(self.stages):
-            T = h.shape[0]
-            if i == 0 and _is_repeated(h):
-                first = st.op(h[0])
-                cur = first.unsqueeze(0).expand(T, *first.shape)
-            else:
-                cur = st.op(h.flatten(0, 1))
-                cur = cur.unflatten(0, (T, -1))
+        for st in self.stages:
+            cur = run_op(st.op, h)
             if st.norm is not None:
-                cur = _per_step(st.norm, cur)
-            h, mem = lif_multistep(cur, st.lif)
-            rates.append(h.detach().mean())
-        self.rates = rates
+                cur = run_norm(st.norm, cur)
+            h, mem = run_neuron(st.lif, cur)
+            rates.append(h.mean())
+        self.rates_grad, self.rates = rates, [r.detach() for r in rates]
         return h, mem
 
     def _forward_loop(self, x):
@@ -77,8 +126,9 @@ class SpikingNet(nn.Module):
                 if st.norm is not None:
                     cur = st.norm(cur)
                 h, mems[i] = st.lif(cur, mems[i])
-                counts[i] = counts[i] + h.detach().mean()
+                counts[i] = counts[i] + h.mean()
             spk_rec.append(h)
             mem_rec.append(mems[-1])
-        self.rates = [c / x.shape[0] for c in counts]
+        self.rates_grad = [c / x.shape[0] for c in counts]
+        self.rates = [r.detach() for r in self.rates_grad]
         return torch.stack(spk_rec), torch.stack(mem_rec)

@@ -10,10 +10,30 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qsnn.net import SpikingNet, Stage
 from qsnn.neurons import make_leaky
+from qsnn.sigma_delta import SigmaDelta
+
+
+class ConvAvgPool2d(nn.Sequential):
+    """conv (stride 1) -> AvgPool2d(2). ``forward`` runs the two layers (the reference);
+    ``fused_fn()`` gives the same map as ONE stride-2 conv whose (k+1)x(k+1) kernel is the mean
+    of the kernel shifted to the 4 pool offsets: 2.8x fewer FLOPs for k=5, about 2x faster
+    forward+backward on CPU. Same function up to float rounding (~1e-5 in float32).
+    Parameters keep the plain layers' names (``0.weight``), so checkpoints do not change."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = False):
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias), nn.AvgPool2d(2))
+
+    def fused_fn(self):
+        conv = self[0]
+        w = conv.weight  # the quantized weight when a quantizer is registered (parametrize)
+        k = F.pad(w, (0, 1, 0, 1)) + F.pad(w, (1, 0, 0, 1)) + F.pad(w, (0, 1, 1, 0)) + F.pad(w, (1, 0, 1, 0))
+        k = k * 0.25
+        return lambda x: F.conv2d(x, k, conv.bias, stride=2, groups=conv.groups)
 
 
 def conv_out_shape(input_shape: Sequence[int], channels: Sequence[int], kernel_size: int) -> tuple[int, ...]:
@@ -43,13 +63,17 @@ def csnn(
     dropout: float = 0.0,
     impl: str = "fast",
     state_quant=None,
+    neuron: str = "leaky",
+    sigma_delta: dict | None = None,
 ) -> SpikingNet:
     def leaky():
+        if neuron == "sigma_delta":  # papers/004 hybrid neuron; model.sigma_delta holds its options
+            return SigmaDelta(**(sigma_delta or {}))
         return make_leaky(beta, threshold, spike_grad, learn_beta, learn_threshold, reset, state_quant)
 
     stages, c_in = [], input_shape[0]
     for ch in channels:
-        op = nn.Sequential(nn.Conv2d(c_in, ch, kernel_size, bias=False), nn.AvgPool2d(2))
+        op = ConvAvgPool2d(c_in, ch, kernel_size)
         stages.append(Stage(op, leaky(), nn.BatchNorm2d(ch) if batchnorm else None))
         c_in = ch
     fc_in = math.prod(conv_out_shape(input_shape, channels, kernel_size))
