@@ -33,7 +33,36 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
             s["dir"] = str(path.parent)
             s["params"] = params_of(s)
             runs.append(s)
+        runs += unfinished_jobs(Path(d), {r["dir"] for r in runs})
     return runs
+
+
+def unfinished_jobs(root: Path, seen: set[str]) -> list[dict[str, Any]]:
+    """Hydra job dirs without summary.json (rejected before training, killed, crashed hard): failed,
+    with the overrides Hydra saved and the job log's 'job failed:' line when there is one."""
+    import yaml
+
+    out = []
+    for ov in sorted(root.rglob(".hydra/overrides.yaml"), key=str):
+        job = ov.parent.parent
+        if str(job) in seen or (job / "summary.json").exists() or not (job / ".hydra" / "hydra.yaml").exists():
+            continue
+        if root == job and any(root.glob("*/.hydra")):  # a multirun root is not itself a job
+            continue
+        overrides = [str(o) for o in (yaml.safe_load(ov.read_text()) or [])]
+        error = "no summary.json: the job stopped before training (killed, or crashed hard)"
+        for log in job.glob("*.log"):
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if "job failed:" in ln]
+            if lines:
+                error = lines[-1].split("job failed:", 1)[1].strip().replace("\x1b[0m", "")
+        hydra_cfg = (yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text()) or {}).get("hydra", {})
+        choices = {k: v for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()
+                   if not k.startswith("hydra/") and v is not None}
+        s = {"status": "failed", "error": error, "overrides": overrides, "choices": choices, "dir": str(job)}
+        s["seed"] = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), None)
+        s["params"] = params_of(s)
+        out.append(s)
+    return out
 
 
 def params_of(summary: dict) -> dict[str, str]:
@@ -60,7 +89,7 @@ def infer_keys(runs: list[dict]) -> list[str]:
     for k in order:
         if k.startswith(IGNORED_PREFIXES):
             continue
-        if len({r["params"].get(k) for r in runs}) > 1:
+        if len({r["params"][k] for r in runs if k in r["params"]}) > 1:
             keys.append(k)
     # a group choice and an override of the same thing (sched vs sched=...) are one key already
     return keys
