@@ -50,7 +50,9 @@ class QSNNModule(L.LightningModule):
         self.log(f"{split}/loss", self.loss_mean[split + "_"], on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{split}/acc", self.acc[split + "_"], on_step=False, on_epoch=True, prog_bar=True)
         for i, r in enumerate(self.net.rates):
-            self.log(f"{split}/rate_layer{i}", r, on_step=False, on_epoch=True, batch_size=bs)
+            # sync_dist: under DDP the epoch value is the mean over all ranks (torchmetrics objects
+            # above, loss and acc, sync themselves)
+            self.log(f"{split}/rate_layer{i}", r, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         if on_step:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
@@ -65,7 +67,7 @@ class QSNNModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.acc["val_"].compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_train_start(self):
         if self.global_step == 0:  # drop sanity-check values; a resumed run keeps its restored best
