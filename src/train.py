@@ -11,15 +11,20 @@ import math
 import sys
 
 import hydra
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} resolvers)
+from qsnn.checkpoint_io import CheckpointWriteError
+from qsnn.data.idx import DataFileError
+from qsnn.guard import Diverged
+from qsnn.resume import CheckpointError, check_output_dir
 from qsnn.runner import print_config, train
 from qsnn.validate import ConfigError
-from qsnn.data.idx import DataFileError
 
 log = logging.getLogger("qsnn")
-USER_ERRORS = (ConfigError, DataFileError, FileNotFoundError)
+# one line, no traceback: the message names the key or file and what to do
+USER_ERRORS = (ConfigError, DataFileError, FileNotFoundError, CheckpointError, CheckpointWriteError, Diverged)
 
 
 def is_multirun() -> bool:
@@ -34,7 +39,12 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config", True):
         print_config(cfg)
     try:
+        check_output_dir(cfg)
         summary = train(cfg)
+    except SIGTERMException:  # stop (a sweep too); summary.json says interrupted, last.ckpt is intact
+        print(f"interrupted by SIGTERM: continue with resume=true (output dir {cfg.paths.output_dir})",
+              file=sys.stderr)
+        sys.exit(143)
     except Exception as e:
         line = f"{type(e).__name__}: {e}".splitlines()[0]
         if is_multirun():  # one failed job must not stop the sweep; its summary.json says why

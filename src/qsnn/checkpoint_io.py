@@ -33,7 +33,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # torch's zip writer turns a failed write into a RuntimeError
             tmp.unlink(missing_ok=True)
-            raise CheckpointWriteError(f"checkpoint {path}: write failed ({e.strerror or e}); "
+            cause = e if isinstance(e, OSError) else e.__context__ if isinstance(e.__context__, OSError) else e
+            why = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
+            raise CheckpointWriteError(f"checkpoint {path}: write failed ({why}); "
                                        f"the previous checkpoint there is unchanged") from e

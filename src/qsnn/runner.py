@@ -96,7 +96,6 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
     return None
 
 
-
 def build_callbacks(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
 
@@ -217,11 +216,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _mark_wandb(loggers: list, summary: dict[str, Any]) -> None:
-    """Put the job's status (and why it failed) in its W&B run summary."""
+    """Put the job's status (and why it failed) in its W&B run summary, and close the run with a
+    matching exit code (W&B shows a failed job as failed); finishing also flushes the run file."""
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
             try:
                 lg.experiment.summary.update({"status": summary["status"], "error": summary.get("error", "")})
+                lg.experiment.finish(exit_code=0 if summary["status"] == "ok" else 1)
             except Exception:  # W&B trouble must not hide the run's own result
                 pass
 

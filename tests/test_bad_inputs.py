@@ -1,0 +1,242 @@
+"""One table of bad inputs. Each row must end in a clear error naming the key or file (or a clean
+recovery), and a finished run that was there before must come out byte-identical.
+
+Config rows go through the real composition (conftest.make_cfg) and runner.train() pointed at
+that finished run with resume=true; data, checkpoint, divergence and W&B rows train in-process;
+SIGTERM and a sweep with a failing job run the real src/train.py. SIGKILL mid-epoch + resume is
+tests/test_resume.py; a corrupt or partial frame cache is tests/test_events.py (rebuilt).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+
+from conftest import CONF, PY, ROOT, TINY, compose_cfg
+from qsnn.checkpoint_io import CheckpointWriteError
+from qsnn.data.idx import IDX_FILES, DataFileError
+from qsnn.guard import Diverged
+from qsnn.resume import CheckpointError, check_output_dir
+from qsnn.runner import train
+from qsnn.validate import ConfigError
+from qsnn.wandb_offline import read_run
+
+FAST = [*TINY, "logger=csv"]
+MNIST = ["data=mnist", "data.val_size=10", "data.batch_size=16", "data.num_steps=4"]
+GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir())
+
+
+def fingerprint(run_dir: Path) -> dict[str, str]:
+    files = [run_dir / "summary.json", *sorted((run_dir / "checkpoints").iterdir())]
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def job_cfg(out_dir: Path, *overrides: str):
+    cfg = compose_cfg(overrides, output_dir=out_dir)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """A finished run that every row must leave untouched."""
+    out = tmp_path_factory.mktemp("prior") / "run"
+    assert train(job_cfg(out, *FAST))["status"] == "ok"
+    return out, fingerprint(out)
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    code = {np.dtype(np.uint8): 0x08, np.dtype(">f4"): 0x0D}[arr.dtype]
+    head = bytes([0, 0, code, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    path.write_bytes(head + arr.tobytes())
+
+
+def make_mnist(root: Path, n=60) -> Path:
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, m in (("train", n), ("test", n // 3)):
+        labels = (np.arange(m) % 10).astype(np.uint8)
+        images = (rng.random((m, 28, 28)) * 60 + labels[:, None, None] * 19).astype(np.uint8)
+        write_idx(root / IDX_FILES[f"{split}_images"], images)
+        write_idx(root / IDX_FILES[f"{split}_labels"], labels)
+    return root
+
+
+def failed_summary(out_dir: Path) -> dict:
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["status"] == "failed", summary
+    return summary
+
+
+# --- the rows: (kind, argument, what the one-line message must contain) ---------------------------
+ROWS = [
+    ("validate", "quant.bits=0", "quant.bits=0"),
+    ("validate", "quant.bits=9", "quant.bits=9"),
+    ("validate", "quant.bits=33", "quant.bits=33"),
+    ("validate", "quant.bits=four", "quant.bits='four'"),
+    ("validate", "optim.lr=0", "optim.lr=0"),
+    ("validate", "optim.lr=-1", "optim.lr=-1"),
+    ("validate", "data.num_steps=0", "data.num_steps=0"),
+    ("validate", "data.batch_size=0", "data.batch_size=0"),
+    ("validate", "model.beta=1.5", "model.beta=1.5"),
+    *[("compose", f"{g}=no_such_option", f"Could not find '{g}/no_such_option'") for g in GROUPS],
+    ("compose", "optim.lrr=0.1", "Could not override 'optim.lrr'"),
+    ("compose", "trainer.max_epoch=3", "Could not override 'trainer.max_epoch'"),
+    ("compose", "quant.bit=4", "Could not override 'quant.bit'"),
+    ("output_dir_reused", "", "already holds a run"),
+    ("data_root_missing", "", "data.root="),
+    ("idx_truncated", IDX_FILES["train_images"], IDX_FILES["train_images"]),
+    ("idx_bad_magic", IDX_FILES["train_labels"], IDX_FILES["train_labels"]),
+    ("label_count_mismatch", IDX_FILES["test_labels"], IDX_FILES["test_labels"]),
+    ("ckpt_other_model", "model.hidden=[64]", "different model config"),
+    ("ckpt_truncated", "", "cannot read checkpoint"),
+    ("disk_full_on_checkpoint", "", "write failed"),
+    ("nan_during_resume", "surrogate.slope=nan", "diverged"),
+    ("wandb_online_no_key", "", "logging offline instead"),
+    ("sigterm_mid_epoch", "", "interrupted by SIGTERM"),
+    ("sweep_with_failing_job", "quant.bits=4,9", "quant.bits=9"),
+]
+
+
+@pytest.mark.parametrize("kind,arg,expect", [pytest.param(*r, id=f"{r[0]}:{r[1]}") for r in ROWS])
+def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, caplog):
+    prior_dir, prior_print = prior
+    out = tmp_path / "run"
+    message = ""
+
+    if kind == "validate":  # a typo while resuming the finished run: rejected before anything is touched
+        cfg = make_cfg(*FAST, arg, "resume=true")
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(prior_dir)
+        with pytest.raises(ConfigError) as e:
+            train(cfg)
+        message = str(e.value)
+
+    elif kind == "compose":  # Hydra's own strict-mode messages, first line names group/key
+        with pytest.raises(Exception) as e:
+            make_cfg(*FAST, arg)
+        message = str(e.value).splitlines()[0] + " " + str(getattr(e.value, "__cause__", ""))
+
+    elif kind == "output_dir_reused":  # same hydra.run.dir, no resume=true: refused (src/train.py)
+        with pytest.raises(ConfigError) as e:
+            check_output_dir(job_cfg(prior_dir, *FAST))
+        message = str(e.value)
+        assert str(prior_dir) in message and "resume=true" in message
+
+    elif kind in ("data_root_missing", "idx_truncated", "idx_bad_magic", "label_count_mismatch"):
+        root = make_mnist(tmp_path / "mnist") if kind != "data_root_missing" else tmp_path / "nowhere"
+        if kind == "idx_truncated":
+            (root / arg).write_bytes((root / arg).read_bytes()[:-100])
+        elif kind == "idx_bad_magic":
+            (root / arg).write_bytes(b"\x12\x34" + (root / arg).read_bytes()[2:])
+        elif kind == "label_count_mismatch":
+            write_idx(root / arg, np.zeros(3, np.uint8))
+        with pytest.raises(DataFileError) as e:
+            train(make_cfg(*FAST, *MNIST, f"data.root={root}"))
+        message = str(e.value)
+        assert str(root) in message
+        assert failed_summary(out)["error"].endswith(message.splitlines()[0])
+
+    elif kind == "ckpt_other_model":
+        ckpt = prior_dir / "checkpoints" / "last.ckpt"
+        with pytest.raises(CheckpointError) as e:
+            train(make_cfg(*FAST, arg, f"ckpt_path={ckpt}"))
+        message = str(e.value)
+        assert str(ckpt) in message and "net." in message
+        assert failed_summary(out)
+
+    elif kind == "ckpt_truncated":
+        ckpt = tmp_path / "half.ckpt"
+        ckpt.write_bytes((prior_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+        with pytest.raises(CheckpointError) as e:
+            train(make_cfg(*FAST, f"ckpt_path={ckpt}"))
+        message = str(e.value)
+        assert str(ckpt) in message
+
+    elif kind == "disk_full_on_checkpoint":  # a real failing write: the file-size limit, like a full disk
+        shutil.copytree(prior_dir, out)
+        before = fingerprint(out)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # checkpoints here are ~130 KB
+        try:
+            with pytest.raises(CheckpointWriteError) as e:
+                train(make_cfg(*FAST, "trainer.max_epochs=2", "resume=true"))
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        message = str(e.value)
+        assert "last.ckpt" in message or "epoch_" in message
+        after = fingerprint(out)
+        assert {k: v for k, v in after.items() if k.endswith(".ckpt")} == \
+               {k: v for k, v in before.items() if k.endswith(".ckpt")}
+        assert not list((out / "checkpoints").glob(".*tmp*"))  # no half-written temp file left behind
+        assert failed_summary(out)
+
+    elif kind == "nan_during_resume":  # gradients turn NaN in epoch 1: stop, keep epoch 0's checkpoints
+        shutil.copytree(prior_dir, out)
+        before = fingerprint(out)
+        with pytest.raises(Diverged) as e:  # a NaN surrogate slope makes every gradient NaN
+            train(make_cfg(*FAST, "surrogate.slope=nan", "trainer.max_epochs=2", "resume=true", "logger=wandb"))
+        message = str(e.value)
+        assert "nan" in message
+        after = fingerprint(out)
+        assert after.pop("summary.json") != before.pop("summary.json") and after == before
+        assert failed_summary(out)["error"].startswith("Diverged")
+        (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+        assert read_run(run_file)["summary"]["status"] == "failed"
+
+    elif kind == "wandb_online_no_key":  # no key: W&B raises at once; the run goes on offline, no hang
+        monkeypatch.setenv("WANDB_MODE", "online")
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+        monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger="qsnn"):
+            summary = train(make_cfg(*TINY, "logger=wandb"))
+        assert summary["status"] == "ok" and time.monotonic() - t0 < 240
+        message = caplog.text
+        assert list((out / "wandb").glob("offline-run-*"))
+
+    elif kind == "sigterm_mid_epoch":  # graceful: stops after the batch, summary says interrupted
+        env = {**os.environ, "WANDB_MODE": "offline"}
+        proc = subprocess.Popen([PY, str(ROOT / "src/train.py"), *FAST, "trainer.max_epochs=200",
+                                 f"hydra.run.dir={out}", f"paths.log_dir={tmp_path / 'logs'}"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        last = out / "checkpoints" / "last.ckpt"
+        deadline = time.monotonic() + 240
+        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+        assert proc.returncode == 143, err[-2000:]
+        message = err.strip().splitlines()[-1]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and "resume=true" in summary["error"]
+        assert "epoch" in torch.load(last, map_location="cpu", weights_only=True)  # complete, loadable
+
+    elif kind == "sweep_with_failing_job":  # the bad job is recorded failed; the sweep goes on
+        sweep = tmp_path / "sweep"
+        proc = subprocess.run([PY, str(ROOT / "src/train.py"), "-m", arg, *FAST, f"hydra.sweep.dir={sweep}",
+                               f"paths.log_dir={tmp_path / 'logs'}"], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "WANDB_MODE": "offline"}, timeout=400)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads((sweep / "0" / "summary.json").read_text())["status"] == "ok"
+        message = failed_summary(sweep / "1")["error"]
+        assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file()
+
+    else:
+        raise AssertionError(kind)
+
+    assert expect in message, message
+    assert fingerprint(prior_dir) == prior_print  # the earlier finished run is intact
