@@ -114,15 +114,17 @@ def test_cache_reused_rebuilt_and_keyed_by_transform(make_cfg, event_root, tmp_p
     assert train_set.frames.built == 12  # second pass reads the cache only
     assert all(torch.equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(epoch1, epoch2))
     (cache_dir,) = [p for p in (cache / "dvsgesture").iterdir() if p.name.startswith("train_") and "T100" in p.name]
-    assert len(list(cache_dir.glob("*.hdf5"))) == 12 and (cache_dir / "params.json").is_file()
+    assert len(list(cache_dir.glob("*.npy"))) == 12 and (cache_dir / "params.json").is_file()
 
-    # a corrupt entry (garbage bytes) and a partial one (valid HDF5, no data) are rebuilt
-    (cache_dir / "3_0.hdf5").write_bytes(b"not an hdf5 file")
-    import h5py
-
-    h5py.File(cache_dir / "5_0.hdf5", "w").close()
-    assert torch.equal(train_set[3][0], epoch1[3][0]) and torch.equal(train_set[5][0], epoch1[5][0])
-    assert train_set.frames.built == 14
+    # a corrupt entry (garbage bytes), a truncated one and one of the wrong shape are rebuilt
+    (cache_dir / "3.npy").write_bytes(b"not a numpy file")
+    good = (cache_dir / "5.npy").read_bytes()
+    (cache_dir / "5.npy").write_bytes(good[: len(good) // 2])
+    np.save(cache_dir / "7.npy", np.zeros((4, 2), np.uint8))
+    for i in (3, 5, 7):
+        assert torch.equal(train_set[i][0], epoch1[i][0])
+    assert train_set.frames.built == 15
+    assert not list(cache_dir.glob(".*tmp*"))  # entries are written atomically
 
     # a fresh module with the same settings reuses the same cache; a changed transform does not
     same = datamodule(make_cfg, "dvsgesture", event_root, cache).splits["train"].dataset
