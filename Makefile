@@ -21,6 +21,10 @@ train: install
 test: install
 	$(PY) -m pytest tests $(ARGS)
 
+# snnTorch loop vs fast path, side by side (ARGS="--threads 1" on a loaded machine; see src/qsnn/bench.py)
+bench: install
+	$(PY) -m qsnn.bench $(ARGS)
+
 # Studies are Hydra sweep configs in sweeps/ (see sweeps/README.md); the report lands in the sweep dir.
 SWEEP     ?= standard
 N_JOBS    ?= 2

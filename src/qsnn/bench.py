@@ -1,0 +1,165 @@
+"""Training-step benchmark: the plain snnTorch loop (impl="snntorch") vs the fast path (impl="fast").
+
+    python -m qsnn.bench                 # or: make bench
+    python -m qsnn.bench --threads 1     # on a loaded machine: 2 OpenMP threads sharing 2 busy
+                                         # cores spin and wait; 1 thread is steadier
+
+For csnn (B=128, T=25, random 1x28x28 in [0, 1], channels 16-64, BatchNorm) and fcsnn
+(digits-shaped: B=64, T=10, 64-128-10), both 4-bit weights, fast_sigmoid(25), direct encoding,
+mse_count loss, Adam. A training step is zero_grad + forward + loss + backward + optimizer step.
+The two implementations share weights and are timed interleaved in one process (median of
+``--repeats``). Peak memory: the rise of the process's peak RSS (``ru_maxrss``) over one step,
+each implementation in its own fresh process. The max abs differences are float32, one step,
+same weights (the float64 equivalence is in tests/test_fast_path.py). Last, the wall time of
+``python src/train.py trainer.max_epochs=1``, split with the ``startup_s``/``fit_s`` the runner
+writes to summary.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from snntorch import surrogate
+from snntorch.functional import mse_count_loss
+
+from qsnn.models.csnn import csnn
+from qsnn.models.fcsnn import fcsnn
+from qsnn.quant.apply import quantize_weights
+from qsnn.quant.uniform import UniformSTEQuantizer
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = {  # name: (builder kwargs, batch, steps, input shape)
+    "csnn": (dict(model=csnn, channels=(16, 64), batchnorm=True, beta=0.5), 128, 25, (1, 28, 28)),
+    "fcsnn": (dict(model=fcsnn, hidden=(128,), beta=0.9), 64, 10, (1, 8, 8)),
+}
+IMPLS = ("snntorch", "fast")
+
+
+def build(case: str, impl: str, seed: int = 0):
+    """Network, optimizer, loss, and one batch (direct encoding: an expanded view, as the data module gives)."""
+    kw, batch, steps, shape = CASES[case]
+    kw = dict(kw)
+    model = kw.pop("model")
+    torch.manual_seed(seed)
+    net = model(input_shape=shape, num_classes=10, spike_grad=surrogate.fast_sigmoid(25), impl=impl, **kw)
+    net = quantize_weights(net, lambda: UniformSTEQuantizer(4), bits=4)
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(batch, *shape, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    return net, torch.optim.Adam(net.parameters(), lr=1e-3), mse_count_loss(0.8, 0.2), img.expand(steps, *img.shape), y
+
+
+def train_step(net, opt, loss_fn, x, y) -> float:
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    spk, _ = net(x)
+    loss_fn(spk, y).backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
+def max_diffs(case: str) -> tuple[float, float, float]:
+    """(outputs, gradients, gradients relative to the largest gradient) after one forward/backward."""
+    outs = []
+    for impl in IMPLS:
+        net, _, loss_fn, x, y = build(case, impl)
+        spk, mem = net(x)
+        loss_fn(spk, y).backward()
+        outs.append((spk.detach(), mem.detach(), [p.grad for p in net.parameters()]))
+    (s0, m0, g0), (s1, m1, g1) = outs
+    d_out = max((s0 - s1).abs().max().item(), (m0 - m1).abs().max().item())
+    d_grad = max((a - b).abs().max().item() for a, b in zip(g0, g1))
+    scale = max(a.abs().max().item() for a in g0)
+    return d_out, d_grad, d_grad / scale
+
+
+def _peak_rss_child(case: str, impl: str, threads: int, q) -> None:
+    torch.set_num_threads(threads)
+    net, opt, loss_fn, x, y = build(case, impl)
+    with open("/proc/self/statm") as f:
+        rss_before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    train_step(net, opt, loss_fn, x, y)
+    q.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)  # Linux: KiB
+
+
+def peak_step_memory(case: str, impl: str, threads: int) -> int:
+    ctx = mp.get_context("spawn")  # a fresh process: its peak RSS is this step's, nothing earlier
+    q = ctx.Queue()
+    p = ctx.Process(target=_peak_rss_child, args=(case, impl, threads, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def time_steps(case: str, repeats: int) -> dict[str, list[float]]:
+    runs = {impl: build(case, impl) for impl in IMPLS}
+    for r in runs.values():  # warm-up: allocator, oneDNN kernels, Adam state
+        train_step(*r)
+    times = {impl: [] for impl in IMPLS}
+    for _ in range(repeats):  # interleaved, so load changes hit both alike
+        for impl, r in runs.items():
+            times[impl].append(train_step(*r))
+    return times
+
+
+def train_run_times() -> dict[str, float]:
+    """Wall time of the real entry point, split by the runner's summary.json."""
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+        t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "trainer.max_epochs=1", f"paths.log_dir={d}",
+                        "print_config=false", "hydra.job.chdir=false"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        wall = time.perf_counter() - t
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = ru.ru_utime + ru.ru_stime - cpu.ru_utime - cpu.ru_stime  # load-independent, unlike wall
+        s = json.loads(next(Path(d).rglob("summary.json")).read_text())
+    return {"process_wall_s": wall, "process_cpu_s": cpu, "imports_and_compose_s": wall - s["wall_s"], "startup_s": s["startup_s"],
+            "fit_s": s["fit_s"], "test_and_close_s": s["wall_s"] - s["startup_s"] - s["fit_s"]}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-train-run", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} interleaved steps", flush=True)
+    for case in args.cases:
+        _, batch, steps, shape = CASES[case]
+        times = time_steps(case, args.repeats)
+        med = {impl: statistics.median(v) for impl, v in times.items()}
+        print(f"\n{case}: B={batch}, T={steps}, input {'x'.join(map(str, shape))}, 4-bit weights")
+        for impl in IMPLS:
+            v = times[impl]
+            mem = "" if args.no_memory else f"  peak +{peak_step_memory(case, impl, args.threads) / 2**20:7.1f} MiB"
+            print(f"  {impl:9s} {med[impl]:7.3f} s/step (min {min(v):.3f}, max {max(v):.3f})"
+                  f"  {batch / med[impl]:8.1f} samples/s{mem}", flush=True)
+        print(f"  speed-up  {med['snntorch'] / med['fast']:.2f}x (fast vs snnTorch loop)")
+        d_out, d_grad, d_rel = max_diffs(case)
+        print(f"  max |diff| outputs {d_out:.2e}, gradients {d_grad:.2e} ({d_rel:.1e} of the largest gradient)")
+    if not args.no_train_run:
+        r = train_run_times()
+        print(f"\npython src/train.py trainer.max_epochs=1: {r['process_wall_s']:.1f} s wall = "
+              f"imports+compose {r['imports_and_compose_s']:.1f} s + start-up (data, model, loggers) "
+              f"{r['startup_s']:.1f} s + fit {r['fit_s']:.1f} s + test/close {r['test_and_close_s']:.1f} s"
+              f" ({r['process_cpu_s']:.1f} s CPU time)")
+
+
+if __name__ == "__main__":
+    main()
