@@ -13,7 +13,7 @@ from conftest import CONF, ROOT, TINY
 from qsnn.validate import validate
 
 SWEEPS = ROOT / "sweeps"
-STUDIES = sorted(p for p in SWEEPS.glob("*.yaml"))
+STUDIES = sorted(p for p in SWEEPS.glob("*.yaml") if p.name != "base.yaml")  # base.yaml: shared, no grid
 WANDB_SWEEPS = sorted((SWEEPS / "wandb").glob("*.yaml"))
 
 
@@ -58,6 +58,12 @@ def test_study_composes_with_every_grid_value(study):
     values = {k: [v.strip() for v in str(spec).split(",")] for k, spec in params.items()}
     for i in range(max(map(len, values.values()))):
         _validate(compose_study(study.stem, [f"{k}={vs[min(i, len(vs) - 1)]}" for k, vs in values.items()]))
+
+
+def test_base_has_no_grid_so_studies_inherit_none():
+    cfg = compose_study("base")
+    assert not cfg.hydra.sweeper.get("params")
+    assert cfg.torch_threads == 1 and cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
 
 def test_standard_study_is_the_54_job_grid():
