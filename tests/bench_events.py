@@ -82,7 +82,7 @@ def main():
     mem, cac = min(times["memory"]), min(times["cached"])
     print(f"train samples {len(train)}, frames {tuple(x.shape[1:])}, batch {cached.batch_size}, "
           f"threads {a.threads}")
-    print(f"cache build (first pass, events -> frames -> hdf5): {build_s:.2f} s")
+    print(f"cache build (first pass, events -> frames -> .npy): {build_s:.2f} s")
     print(f"cache read only (one pass of the train loader): {read_s:.3f} s")
     print(f"epoch from tensors in memory: {mem:.2f} s   (all: {', '.join(f'{v:.2f}' for v in times['memory'])})")
     print(f"epoch from cached frames:     {cac:.2f} s   (all: {', '.join(f'{v:.2f}' for v in times['cached'])})")
