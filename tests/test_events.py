@@ -2,7 +2,6 @@
 classes and EventDataModule; splits, cache behaviour, errors, one tiny training run each."""
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import numpy as np
