@@ -59,6 +59,18 @@ class History(L.Callback):
         self.epochs, self.lr = state.get("epochs", []), state.get("lr", [])
 
 
+class EpochSchedules(L.Callback):
+    """Calls ``set_epoch(epoch, max_epochs)`` on every submodule that has it, at the start of each
+    training epoch: the sigmoid-sum quantizer's temperature and the sigma-delta neuron's dt
+    anneal this way (their schedules live in their own config)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        for m in pl_module.modules():
+            if hasattr(m, "set_epoch"):
+                m.set_epoch(trainer.current_epoch, max_epochs)
+
+
 class ClampWeights(L.Callback):
     """Clamps every weight matrix / kernel (parameters with dim > 1) to [min, max] after each
     optimizer step, as the QSNN paper's DVSGesture recipe does (weights in [-1, 1]). With a

@@ -23,11 +23,12 @@ class QSNNModule(L.LightningModule):
         num_classes: int,
         bits: int = 32,
         compile: bool = False,
+        sparsity: Callable | None = None,
     ):
         super().__init__()
         # the full config is logged by the runner; factories are not checkpointable hparams
-        self.save_hyperparameters(logger=False, ignore=["net", "loss_fn", "optimizer", "scheduler"])
-        self.net, self.loss_fn = net, loss_fn
+        self.save_hyperparameters(logger=False, ignore=["net", "loss_fn", "optimizer", "scheduler", "sparsity"])
+        self.net, self.loss_fn, self.sparsity = net, loss_fn, sparsity
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes=num_classes, average="micro")
                                   for s in ("train_", "val_", "test_")})
@@ -43,6 +44,11 @@ class QSNNModule(L.LightningModule):
         x, y = batch
         spk, _ = self.net(x)
         loss = self.loss_fn(spk, y)
+        if self.sparsity is not None and split == "train":  # papers/002: ramped firing-rate penalty
+            progress = self.global_step / max(int(self.trainer.estimated_stepping_batches), 1)
+            sp = self.sparsity(self.net.rates_grad, progress)
+            self.log("train/sparsity_loss", sp.detach(), on_step=False, on_epoch=True, batch_size=y.shape[0])
+            loss = loss + sp
         preds = spk.sum(0).argmax(-1)  # spike-count decision
         self.acc[split + "_"](preds, y)
         self.loss_mean[split + "_"](loss.detach())

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qsnn.callbacks import History
+from qsnn.callbacks import EpochSchedules, History
 from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
 from qsnn.quant.apply import quantize_weights
@@ -64,15 +64,30 @@ def build_net(cfg: DictConfig, dm) -> torch.nn.Module:
     state_quant = instantiate(cfg.quant.state) if cfg.quant.get("state_bits") else None
     net = instantiate(cfg.model, input_shape=list(dm.input_shape), num_classes=dm.num_classes,
                       spike_grad=instantiate(cfg.surrogate), state_quant=state_quant)
+    if cfg.surrogate.get("stability"):  # papers/002: weight mean + per-layer gamma/beta from one batch
+        from qsnn.surrogate.stability import stability_init
+
+        net.stability_init = stability_init(net, calibration_batch(dm))
     q = cfg.quant
     return quantize_weights(net, instantiate(q.weight) if q.get("weight") else None, bits=q.bits,
                             keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp)
 
 
+def calibration_batch(dm) -> torch.Tensor:
+    """One encoded training batch [T, B, ...], for build-time initialisations."""
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    return dm.on_after_batch_transfer(batch, 0)[0]
+
+
 def build_module(cfg: DictConfig, dm) -> QSNNModule:
-    return QSNNModule(net=build_net(cfg, dm), loss_fn=instantiate(cfg.loss), optimizer=instantiate(cfg.optim),
+    # loss.sparsity (papers/002) is our term added to the snnTorch loss, not an argument of it
+    loss_fn = instantiate({k: v for k, v in cfg.loss.items() if k != "sparsity"})
+    sparsity = cfg.loss.get("sparsity")
+    return QSNNModule(net=build_net(cfg, dm), loss_fn=loss_fn, optimizer=instantiate(cfg.optim),
                       scheduler=instantiate(cfg.sched), num_classes=dm.num_classes, bits=cfg.quant.bits,
-                      compile=cfg.get("compile", False))
+                      compile=cfg.get("compile", False),
+                      sparsity=instantiate(sparsity) if sparsity and sparsity.get("weight") else None)
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -178,10 +193,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         dm.prepare_data()
         module = build_module(cfg, dm)
         loggers = build_loggers(cfg)
+        chosen = getattr(module.net, "stability_init", None)
         for lg in loggers:
             lg.log_hyperparams(resolved)
-        trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg) + [history], logger=loggers or False)
+            if chosen:
+                lg.log_hyperparams({"surrogate_stability": chosen})
+        trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg) + [history, EpochSchedules()],
+                              logger=loggers or False)
         summary["weight_bits"] = module.weight_bits
+        n_params = sum(p.numel() for p in module.net.parameters())
+        summary["weight_saving_vs_fp32"] = 32 * n_params / max(module.weight_bits, 1)
+        if chosen:
+            summary["surrogate_stability"] = chosen
         t_fit = time.perf_counter()
         summary["startup_s"] = t_fit - t_start
         if ckpt_path:

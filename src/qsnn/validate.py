@@ -58,3 +58,46 @@ def validate(cfg: DictConfig) -> None:
     epochs = _number(cfg, "trainer.max_epochs", int)
     if epochs is not None and epochs < 1 and epochs != -1:
         raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")
+    _validate_methods(cfg)
+
+
+def _validate_methods(cfg: DictConfig) -> None:
+    """Options of the papers' methods: surrogate family, quantizer, neuron, sparsity."""
+    from qsnn.quant.ste import STES
+    from qsnn.surrogate.family import SHAPES
+
+    method = _get(cfg, "quant.method")
+    if method is not None and method not in ("uniform_ste", "sigmoid_sum"):
+        raise ConfigError(f"quant.method={method!r} is not allowed: use uniform_ste (quant=uniform) "
+                          "or sigmoid_sum (quant=sigmoid_sum)")
+    if _get(cfg, "surrogate._target_") == "qsnn.surrogate.surrogate":
+        shape = _get(cfg, "surrogate.shape")
+        if shape not in SHAPES:
+            raise ConfigError(f"surrogate.shape={shape!r} is not allowed: use one of {', '.join(SHAPES)}")
+        for key in ("surrogate.gamma", "surrogate.beta"):
+            v = _number(cfg, key)
+            if v is not None and not v > 0:
+                raise ConfigError(f"{key}={v!r} is not allowed: must be > 0")
+        q = _number(cfg, "surrogate.q")
+        if q is not None and not q > 1:
+            raise ConfigError(f"surrogate.q={q!r} is not allowed: the tail fatness must be > 1")
+    neuron = _get(cfg, "model.neuron")
+    if neuron is not None and neuron not in ("leaky", "sigma_delta"):
+        raise ConfigError(f"model.neuron={neuron!r} is not allowed: use leaky or sigma_delta")
+    if neuron == "sigma_delta":
+        act = _get(cfg, "model.sigma_delta.activation")
+        if act not in ("relu", "clipped_relu"):
+            raise ConfigError(f"model.sigma_delta.activation={act!r} is not allowed: use relu or clipped_relu")
+        ste = _get(cfg, "model.sigma_delta.ste")
+        if ste not in STES:
+            raise ConfigError(f"model.sigma_delta.ste={ste!r} is not allowed: use one of {', '.join(STES)}")
+        for key in ("model.sigma_delta.dt_start", "model.sigma_delta.dt_end"):
+            v = _number(cfg, key)
+            if v is None or not v > 0:
+                raise ConfigError(f"{key}={v!r} is not allowed: must be > 0")
+        if _get(cfg, "surrogate.stability"):
+            raise ConfigError("surrogate.stability=true is not allowed with model.neuron=sigma_delta: "
+                              "it calibrates LIF neurons")
+    sp = _number(cfg, "loss.sparsity.weight")
+    if sp is not None and sp < 0:
+        raise ConfigError(f"loss.sparsity.weight={sp!r} is not allowed: must be >= 0 (0 = off)")

@@ -8,6 +8,7 @@ from torch import nn
 
 from qsnn.net import SpikingNet, Stage
 from qsnn.neurons import make_leaky
+from qsnn.sigma_delta import SigmaDelta
 
 
 def fcsnn(
@@ -24,8 +25,12 @@ def fcsnn(
     bias: bool = True,
     impl: str = "fast",
     state_quant=None,
+    neuron: str = "leaky",
+    sigma_delta: dict | None = None,
 ) -> SpikingNet:
     def leaky():
+        if neuron == "sigma_delta":  # papers/004 hybrid neuron; model.sigma_delta holds its options
+            return SigmaDelta(**(sigma_delta or {}))
         return make_leaky(beta, threshold, spike_grad, learn_beta, learn_threshold, reset, state_quant)
 
     sizes = [math.prod(input_shape), *hidden]
