@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,7 +26,7 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     group choices updated by its overrides (``key -> value`` strings)."""
     runs = []
     for d in dirs:
-        for path in sorted(Path(d).rglob("summary.json"), key=lambda p: str(p)):
+        for path in sorted(Path(d).rglob("summary.json"), key=natural):
             try:
                 s = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as e:  # a half-written file must not sink the report
@@ -43,7 +44,7 @@ def unfinished_jobs(root: Path, seen: set[str]) -> list[dict[str, Any]]:
     import yaml
 
     out = []
-    for ov in sorted(root.rglob(".hydra/overrides.yaml"), key=str):
+    for ov in sorted(root.rglob(".hydra/overrides.yaml"), key=natural):
         job = ov.parent.parent
         if str(job) in seen or (job / "summary.json").exists() or not (job / ".hydra" / "hydra.yaml").exists():
             continue
@@ -63,6 +64,11 @@ def unfinished_jobs(root: Path, seen: set[str]) -> list[dict[str, Any]]:
         s["params"] = params_of(s)
         out.append(s)
     return out
+
+
+def natural(path: Path) -> list:
+    """Sort key putting job 2 before job 10 (rows then follow the grid's order)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def params_of(summary: dict) -> dict[str, str]:
@@ -173,7 +179,8 @@ def mark_best(rows: list[dict], keys: list[str]) -> None:
 
 
 def bit_gap(runs: list[dict], keys: list[str], by: str | None) -> list[dict]:
-    """Full-precision minus lowest-bit test acc, per value of ``by`` (pooled over other keys)."""
+    """Full-precision minus lowest-bit test acc for each combination of the other keys (``by``
+    first), Welch CI over seeds. Pooling over e.g. surrogates would mix in their differences."""
     bk = bits_key(keys)
     if not bk:
         return []
@@ -182,15 +189,17 @@ def bit_gap(runs: list[dict], keys: list[str], by: str | None) -> list[dict]:
     if len(widths) < 2:
         return []
     hi, lo = str(widths[-1]), str(widths[0])
+    others = ([by] if by in keys else []) + [k for k in keys if k not in (bk, by)]
     out = []
-    for v in dict.fromkeys(r["params"].get(by, "all") if by else "all" for r in ok):
-        sel = [r for r in ok if (r["params"].get(by, "all") if by else "all") == v]
+    for combo in dict.fromkeys(tuple(r["params"].get(k, "") for k in others) for r in ok):
+        sel = [r for r in ok if tuple(r["params"].get(k, "") for k in others) == combo]
         a = _finite(metric(r, "test/acc") for r in sel if r["params"].get(bk) == hi)
         b = _finite(metric(r, "test/acc") for r in sel if r["params"].get(bk) == lo)
         if a and b:
             w = stats.welch(a, b)
-            out.append({"by": v, "hi": hi, "lo": lo, "gap": w["diff"], "ci_low": w["ci_low"],
-                        "ci_high": w["ci_high"], "p": w["p"], "n_hi": len(a), "n_lo": len(b)})
+            out.append({"by": combo[0] if combo else "all", "rest": ",".join(combo[1:]), "hi": hi, "lo": lo,
+                        "gap": w["diff"], "ci_low": w["ci_low"], "ci_high": w["ci_high"], "p": w["p"],
+                        "n_hi": len(a), "n_lo": len(b)})
     return out
 
 
@@ -219,8 +228,9 @@ def mean_std_ci(r: dict, prefix: str) -> str:
     m, s, lo, hi = (r[f"{prefix}_{k}"] for k in ("mean", "std", "ci_low", "ci_high"))
     if math.isnan(m):
         return "-"
-    ci = f" [{pct(lo)}, {pct(hi)}]" if not math.isnan(lo) else ""
-    return f"{pct(m)} ± {pct(s)}{ci}"
+    if math.isnan(lo):  # one seed: no spread to report
+        return f"{pct(m)} (1 seed)"
+    return f"{pct(m)} ± {pct(s)} [{pct(lo)}, {pct(hi)}]"
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -254,11 +264,13 @@ def render_md(runs, rows, keys, gaps, comps, baseline, target, by, plots, source
         L.append("| " + " | ".join(cells) + " |")
     if gaps:
         g0 = gaps[0]
-        L += ["", f"## {g0['hi']}-bit vs {g0['lo']}-bit gap (test acc, pooled over other keys)", "",
-              f"| {by or 'all'} | gap (pp) | 95% CI | Welch p | n ({g0['hi']}/{g0['lo']}) |", "|---|---|---|---|---|"]
+        rest = ", ".join(k for k in keys if k not in (bits_key(keys), by))
+        L += ["", f"## {g0['hi']}-bit minus {g0['lo']}-bit test accuracy", "",
+              f"| {by or 'all'} | {rest or '-'} | gap (pp) | 95% CI | Welch p | n ({g0['hi']}/{g0['lo']}) |",
+              "|---|---|---|---|---|---|"]
         for g in gaps:
-            L.append(f"| {g['by']} | {pct(g['gap'], 2)} | [{pct(g['ci_low'], 2)}, {pct(g['ci_high'], 2)}] | "
-                     f"{g['p']:.3g} | {g['n_hi']}/{g['n_lo']} |")
+            L.append(f"| {g['by']} | {g['rest'] or '-'} | {pct(g['gap'], 2)} | [{pct(g['ci_low'], 2)}, "
+                     f"{pct(g['ci_high'], 2)}] | {g['p']:.3g} | {g['n_hi']}/{g['n_lo']} |")
     if comps:
         L += ["", f"## Against the baseline `{baseline}` (test acc)", "",
               "Welch's t-test per setting, Holm-adjusted across all comparisons (alpha 0.05). "
@@ -366,14 +378,22 @@ def plot_all(runs, rows, keys, gaps, by, out: Path) -> list[Path]:
         paths.append(_save(fig, out / "test_acc_by_setting.png"))
 
     if gaps:
-        fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(gaps) + 2), 3.5))
-        g = [100 * x["gap"] for x in gaps]
-        err = [[100 * (x["gap"] - x["ci_low"]) if not math.isnan(x["ci_low"]) else 0 for x in gaps],
-               [100 * (x["ci_high"] - x["gap"]) if not math.isnan(x["ci_high"]) else 0 for x in gaps]]
-        ax.bar([x["by"] for x in gaps], g, yerr=err, capsize=4, color="C3")
+        groups = list(dict.fromkeys(x["by"] for x in gaps))
+        rests = list(dict.fromkeys(x["rest"] for x in gaps))
+        width = 0.8 / len(rests)
+        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) + 2), 4))
+        for k, rest in enumerate(rests):
+            sel = [x for x in gaps if x["rest"] == rest]
+            xs = [groups.index(x["by"]) - 0.4 + width * (k + 0.5) for x in sel]
+            err = [[100 * (x["gap"] - x["ci_low"]) if not math.isnan(x["ci_low"]) else 0 for x in sel],
+                   [100 * (x["ci_high"] - x["gap"]) if not math.isnan(x["ci_high"]) else 0 for x in sel]]
+            ax.bar(xs, [100 * x["gap"] for x in sel], width, yerr=err, capsize=3, label=rest or None, color=f"C{k}")
+        ax.set_xticks(range(len(groups)), groups)
         ax.axhline(0, color="black", lw=0.8)
         ax.set(ylabel="gap (pp)", xlabel=by or "",
-               title=f"{gaps[0]['hi']}-bit minus {gaps[0]['lo']}-bit test acc (95% CI)")
+               title=f"{gaps[0]['hi']}-bit minus {gaps[0]['lo']}-bit test acc (95% CI; > 0: low bits lose)")
+        if any(rests):
+            ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         paths.append(_save(fig, out / "bit_gap.png"))
