@@ -8,8 +8,8 @@ For csnn (B=128, T=25, random 1x28x28 in [0, 1], channels 16-64, BatchNorm) and 
 (digits-shaped: B=64, T=10, 64-128-10), both 4-bit weights, fast_sigmoid(25), direct encoding,
 mse_count loss, Adam. A training step is zero_grad + forward + loss + backward + optimizer step.
 The two implementations share weights and are timed interleaved in one process (median of
-``--repeats``). Peak memory: the rise of the process's peak RSS (``ru_maxrss``) over one step,
-each implementation in its own fresh process. The max abs differences are float32, one step,
+``--repeats``). Peak memory: the rise of peak RSS (VmHWM, reset just before) over the first
+step, each implementation in its own fresh process (a clean heap). The max abs differences are float32, one step,
 same weights (the float64 equivalence is in tests/test_fast_path.py). Last, the wall time of
 ``python src/train.py trainer.max_epochs=1``, split with the ``startup_s``/``fit_s`` the runner
 writes to summary.json.
@@ -32,6 +32,7 @@ import torch
 from snntorch import surrogate
 from snntorch.functional import mse_count_loss
 
+from qsnn.cpu import retain_freed_memory
 from qsnn.models.csnn import csnn
 from qsnn.models.fcsnn import fcsnn
 from qsnn.quant.apply import quantize_weights
@@ -59,17 +60,20 @@ def build(case: str, impl: str, seed: int = 0):
     return net, torch.optim.Adam(net.parameters(), lr=1e-3), mse_count_loss(0.8, 0.2), img.expand(steps, *img.shape), y
 
 
-def train_step(net, opt, loss_fn, x, y) -> float:
-    t = time.perf_counter()
+def train_step(net, opt, loss_fn, x, y) -> tuple[float, float]:
+    """(wall, CPU) seconds of one step. CPU time (all threads of this process) is steadier than
+    wall time on a shared machine: waiting for a core does not count."""
+    t, c = time.perf_counter(), time.process_time()
     opt.zero_grad(set_to_none=True)
     spk, _ = net(x)
     loss_fn(spk, y).backward()
     opt.step()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def max_diffs(case: str) -> tuple[float, float, float]:
-    """(outputs, gradients, gradients relative to the largest gradient) after one forward/backward."""
+def max_diffs(case: str) -> tuple[float, float, float, int, int]:
+    """Max abs difference of outputs and of gradients (also relative to the largest gradient) after one
+    forward/backward, and how many output spikes differ (float32 rounding can flip one near threshold)."""
     outs = []
     for impl in IMPLS:
         net, _, loss_fn, x, y = build(case, impl)
@@ -80,16 +84,23 @@ def max_diffs(case: str) -> tuple[float, float, float]:
     d_out = max((s0 - s1).abs().max().item(), (m0 - m1).abs().max().item())
     d_grad = max((a - b).abs().max().item() for a, b in zip(g0, g1))
     scale = max(a.abs().max().item() for a in g0)
-    return d_out, d_grad, d_grad / scale
+    return d_out, d_grad, d_grad / scale, int((s0 != s1).sum()), s0.numel()
+
+
+def _rss_kib() -> tuple[int, int]:
+    """(peak, current) resident set size of this process, KiB (Linux /proc)."""
+    d = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(d["VmHWM"].split()[0]), int(d["VmRSS"].split()[0])
 
 
 def _peak_rss_child(case: str, impl: str, threads: int, q) -> None:
     torch.set_num_threads(threads)
     net, opt, loss_fn, x, y = build(case, impl)
-    with open("/proc/self/statm") as f:
-        rss_before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak to the current RSS: imports and building do not count
+    before = _rss_kib()[1]
     train_step(net, opt, loss_fn, x, y)
-    q.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)  # Linux: KiB
+    q.put((_rss_kib()[0] - before) * 1024)
 
 
 def peak_step_memory(case: str, impl: str, threads: int) -> int:
@@ -102,7 +113,7 @@ def peak_step_memory(case: str, impl: str, threads: int) -> int:
     return out
 
 
-def time_steps(case: str, repeats: int) -> dict[str, list[float]]:
+def time_steps(case: str, repeats: int) -> dict[str, list[tuple[float, float]]]:
     runs = {impl: build(case, impl) for impl in IMPLS}
     for r in runs.values():  # warm-up: allocator, oneDNN kernels, Adam state
         train_step(*r)
@@ -138,21 +149,26 @@ def main(argv=None) -> None:
     ap.add_argument("--no-train-run", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as src/train.py does, for both implementations
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} interleaved steps", flush=True)
     for case in args.cases:
         _, batch, steps, shape = CASES[case]
         times = time_steps(case, args.repeats)
-        med = {impl: statistics.median(v) for impl, v in times.items()}
+        wall = {impl: [w for w, _ in v] for impl, v in times.items()}
+        cpu = {impl: statistics.median(c for _, c in v) for impl, v in times.items()}
+        med = {impl: statistics.median(v) for impl, v in wall.items()}
         print(f"\n{case}: B={batch}, T={steps}, input {'x'.join(map(str, shape))}, 4-bit weights")
         for impl in IMPLS:
-            v = times[impl]
-            mem = "" if args.no_memory else f"  peak +{peak_step_memory(case, impl, args.threads) / 2**20:7.1f} MiB"
-            print(f"  {impl:9s} {med[impl]:7.3f} s/step (min {min(v):.3f}, max {max(v):.3f})"
-                  f"  {batch / med[impl]:8.1f} samples/s{mem}", flush=True)
-        print(f"  speed-up  {med['snntorch'] / med['fast']:.2f}x (fast vs snnTorch loop)")
-        d_out, d_grad, d_rel = max_diffs(case)
-        print(f"  max |diff| outputs {d_out:.2e}, gradients {d_grad:.2e} ({d_rel:.1e} of the largest gradient)")
+            v = wall[impl]
+            mem = "" if args.no_memory else f"  peak +{peak_step_memory(case, impl, args.threads) / 2**20:6.1f} MiB"
+            print(f"  {impl:9s} {med[impl]:7.3f} s/step (min {min(v):.3f}, max {max(v):.3f}; CPU {cpu[impl]:.3f} s)"
+                  f"  {batch / med[impl]:7.1f} samples/s{mem}", flush=True)
+        print(f"  speed-up  {med['snntorch'] / med['fast']:.2f}x wall, {cpu['snntorch'] / cpu['fast']:.2f}x CPU time"
+              f" (fast vs snnTorch loop)")
+        d_out, d_grad, d_rel, flips, n = max_diffs(case)
+        print(f"  float32 max |diff|: outputs {d_out:.2e}, gradients {d_grad:.2e} ({d_rel:.1e} of the largest"
+              f" gradient); output spikes differing: {flips} of {n}")
     if not args.no_train_run:
         r = train_run_times()
         print(f"\npython src/train.py trainer.max_epochs=1: {r['process_wall_s']:.1f} s wall = "
