@@ -176,3 +176,15 @@ def test_csnn_float32_default_surrogate_and_inference_mode():
     ref.eval(), fast.eval()
     with torch.inference_mode():
         assert_all_close(fast(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def test_bench_prints_the_comparison(capsys):
+    from qsnn.bench import main
+
+    threads = torch.get_num_threads()
+    try:
+        main(["--cases", "fcsnn", "--repeats", "1", "--threads", "1", "--no-memory", "--no-train-run"])
+    finally:
+        torch.set_num_threads(threads)  # the bench sets it process-wide
+    out = capsys.readouterr().out
+    assert "snntorch" in out and "fast" in out and "speed-up" in out and "output spikes differing: 0" in out
