@@ -10,8 +10,9 @@ Two execution paths, same parameters, same results:
   on CPU (``python -m qsnn.bench``):
   * when the input is the same every step (direct encoding, passed as an expanded view with
     stride 0 on the time axis) the first op runs once, not T times;
-  * ops holding a conv run step by step (a conv over [T*B, ...] at once was slower on CPU);
-    other ops (Linear, flatten) run once over [T*B, ...];
+  * ops holding a conv run step by step (one conv over [T*B, ...] measured no faster here,
+    within noise, and slower in SpikingJelly/Norse-style multistep); other ops (Linear,
+    flatten) run once over [T*B, ...];
   * a BatchNorm after such a repeated op also runs once (``run_norm``);
   * an op with ``fused_fn()`` (``models.csnn.ConvAvgPool2d``: conv then avgpool2 as ONE
     stride-2 conv) is called through it; the fused kernel is derived from the layer's
