@@ -51,7 +51,7 @@ def unfinished_jobs(root: Path, seen: set[str]) -> list[dict[str, Any]]:
         if root == job and any(root.glob("*/.hydra")):  # a multirun root is not itself a job
             continue
         overrides = [str(o) for o in (yaml.safe_load(ov.read_text()) or [])]
-        error = "no summary.json: the job stopped before training (killed, or crashed hard)"
+        error = "no summary.json: still running, killed, or crashed before writing it"
         for log in job.glob("*.log"):
             lines = [ln for ln in log.read_text(errors="replace").splitlines() if "job failed:" in ln]
             if lines:
