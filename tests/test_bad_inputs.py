@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import shutil
 import signal
@@ -30,7 +29,7 @@ from qsnn.guard import Diverged
 from qsnn.resume import CheckpointError, check_output_dir
 from qsnn.runner import train
 from qsnn.validate import ConfigError
-from qsnn.wandb_offline import read_run
+from test_resume import job_env, wandb_status
 
 FAST = [*TINY, "logger=csv"]
 MNIST = ["data=mnist", "data.val_size=10", "data.batch_size=16", "data.num_steps=4"]
@@ -194,8 +193,8 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         after = fingerprint(out)
         assert after.pop("summary.json") != before.pop("summary.json") and after == before
         assert failed_summary(out)["error"].startswith("Diverged")
-        (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
-        assert read_run(run_file)["summary"]["status"] == "failed"
+        (run_dir,) = (out / "wandb").glob("offline-run-*")
+        assert wandb_status(run_dir) == "failed"
 
     elif kind == "wandb_online_no_key":  # no key: W&B raises at once; the run goes on offline, no hang
         monkeypatch.setenv("WANDB_MODE", "online")
@@ -209,10 +208,9 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         assert list((out / "wandb").glob("offline-run-*"))
 
     elif kind == "sigterm_mid_epoch":  # graceful: stops after the batch, summary says interrupted
-        env = {**os.environ, "WANDB_MODE": "offline"}
         proc = subprocess.Popen([PY, str(ROOT / "src/train.py"), *FAST, "trainer.max_epochs=200",
                                  f"hydra.run.dir={out}", f"paths.log_dir={tmp_path / 'logs'}"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                cwd=ROOT, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         last = out / "checkpoints" / "last.ckpt"
         deadline = time.monotonic() + 240
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -229,7 +227,7 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         sweep = tmp_path / "sweep"
         proc = subprocess.run([PY, str(ROOT / "src/train.py"), "-m", arg, *FAST, f"hydra.sweep.dir={sweep}",
                                f"paths.log_dir={tmp_path / 'logs'}"], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "WANDB_MODE": "offline"}, timeout=400)
+                              env=job_env(), timeout=400)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads((sweep / "0" / "summary.json").read_text())["status"] == "ok"
         message = failed_summary(sweep / "1")["error"]

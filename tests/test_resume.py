@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import open_dict
 
 from conftest import PY, ROOT
 from qsnn.runner import train
@@ -22,13 +21,32 @@ RUN = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit
        "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null"]
 
 
+def job_env() -> dict[str, str]:
+    # not WANDB_SERVICE: W&B in this pytest process set it, and a job must start its own W&B service
+    return {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true"}
+
+
 def launch(sweep_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = job_env()
     args = [PY, str(ROOT / "src/train.py"), "-m", "seed=1,2", *RUN, f"hydra.sweep.dir={sweep_dir}",
             f"paths.log_dir={sweep_dir.parent / 'logs'}", *extra]
     # own session: the kill also takes W&B's service process with it, like a node going down
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+
+
+def wandb_status(run_dir: Path, wait_s: float = 30) -> str | None:
+    """The status our runner put in the W&B run summary (W&B's service may still be flushing the file)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            status = read_run(next(run_dir.glob("run-*.wandb")))["summary"].get("status")
+        except Exception:  # no file yet, or a record still being written
+            status = None
+        if status is not None or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -72,7 +90,7 @@ def test_killed_multirun_resumes_bit_identical(tmp_path, make_cfg):
     run_id = (sweep / "1" / "wandb_run_id").read_text().strip()
     runs = sorted((sweep / "1" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
-    assert read_run(next(runs[-1].glob("run-*.wandb")))["summary"]["status"] == "ok"
+    assert wandb_status(runs[-1]) == "ok"
 
     # an uninterrupted run of the same job (in-process; the logger does not touch the numbers)
     cfg = make_cfg("seed=2", *RUN, "logger=csv")

@@ -246,8 +246,8 @@ def _mark_wandb(loggers: list, summary: dict[str, Any]) -> None:
             try:
                 lg.experiment.summary.update({"status": summary["status"], "error": summary.get("error", "")})
                 lg.experiment.finish(exit_code=0 if summary["status"] == "ok" else 1)
-            except Exception:  # W&B trouble must not hide the run's own result
-                pass
+            except Exception as e:  # W&B trouble must not hide the run's own result
+                log.warning("W&B: could not record the job's status (%s)", f"{type(e).__name__}: {e}".splitlines()[0])
 
 
 def is_rank_zero() -> bool:
