@@ -320,22 +320,35 @@ def plot_all(runs, rows, keys, gaps, by, out: Path) -> list[Path]:
     panels = sorted({r["params"].get(bk, "") for r in ok}, key=lambda b: int(b) if b.isdigit() else 0) if bk else [""]
     line_vals = list(dict.fromkeys(r["params"].get(by, "all") if by else "all" for r in ok))
 
-    # val accuracy vs epoch: one panel per bit-width, one line per `by` value (pooled over the rest)
+    # val accuracy vs epoch: rows = bit-widths, columns = the other keys' combinations (when few),
+    # lines = `by` values; the band is the CI over seeds of one setting, not a mix of settings
     if ok:
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
-        for ax, b in zip(axes[0], panels):
-            for v in line_vals:
-                sel = [r for r in ok if (not bk or r["params"].get(bk) == b) and r["params"].get(by, "all") == v]
-                curves = [[e.get("val/acc", NAN) for e in r.get("epochs") or []] for r in sel]
-                mean, lo, hi = _band(curves)
-                if mean:
-                    x = range(1, len(mean) + 1)
-                    ax.plot(x, [100 * m for m in mean], label=f"{v} (n={len(sel)})", lw=2)
-                    ax.fill_between(x, [100 * m for m in lo], [100 * m for m in hi], alpha=0.2)
-            ax.set(title=f"{b}-bit" if bk else "val accuracy", xlabel="epoch", ylabel="val acc (%)")
-            ax.grid(alpha=0.3)
-            ax.legend(title=by, fontsize=8)
-        fig.suptitle("Validation accuracy per epoch: mean over runs, 95% CI band")
+        rest_keys = [k for k in keys if k not in (bk, by)]
+        cols = list(dict.fromkeys(tuple(r["params"].get(k, "") for k in rest_keys) for r in ok))
+        if len(cols) > 6:  # too many panels to read: pool over the rest instead
+            rest_keys, cols = [], [()]
+        fig, axes = plt.subplots(len(panels), len(cols), figsize=(4.2 * len(cols) + 1, 3.2 * len(panels) + 0.6),
+                                 sharex=True, sharey=True, squeeze=False)
+        for row, b in enumerate(panels):
+            for col, combo in enumerate(cols):
+                ax = axes[row][col]
+                for li, v in enumerate(line_vals):
+                    sel = [r for r in ok if (not bk or r["params"].get(bk) == b) and r["params"].get(by, "all") == v
+                           and tuple(r["params"].get(k, "") for k in rest_keys) == combo]
+                    mean, lo, hi = _band([[e.get("val/acc", NAN) for e in r.get("epochs") or []] for r in sel])
+                    if mean:
+                        x = range(1, len(mean) + 1)
+                        ax.plot(x, [100 * m for m in mean], label=f"{v} (n={len(sel)})", lw=2, color=f"C{li}")
+                        ax.fill_between(x, [100 * m for m in lo], [100 * m for m in hi], alpha=0.2, color=f"C{li}")
+                title = ", ".join([f"{b}-bit"] * bool(bk) + list(combo)) or "val accuracy"
+                ax.set_title(title, fontsize=10)
+                ax.grid(alpha=0.3)
+                if row == len(panels) - 1:
+                    ax.set_xlabel("epoch")
+                if col == 0:
+                    ax.set_ylabel("val acc (%)")
+        axes[0][0].legend(title=by, fontsize=8)
+        fig.suptitle("Validation accuracy per epoch: mean over seeds, 95% CI band")
         fig.tight_layout()
         paths.append(_save(fig, out / "val_acc_vs_epoch.png"))
 
