@@ -51,7 +51,9 @@ def make_cfg(tmp_path):
 
 def run_script(script: str, *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300):
     """Run src/<script> in a subprocess with the test venv's python."""
-    e = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    # drop W&B's service handle: a child attaching to this pytest process's service fails to init
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_SERVICE", "WANDB__SERVICE"))}
+    e = {**inherited, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([PY, str(ROOT / "src" / script), *args], cwd=cwd, env=e, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -100,3 +100,13 @@ def test_idx_bad_magic_truncated_and_label_mismatch(tmp_path):
     write_idx(d / IDX_FILES["test_labels"], np.zeros(5, dtype=np.uint8))
     with pytest.raises(DataFileError, match="5 labels for 20 images"):
         IDXDataModule(root=str(tmp_path), val_size=10).load()
+
+
+def test_idx_float_images_big_endian(tmp_path):
+    d = make_mnist(tmp_path)
+    imgs = np.linspace(0, 1, 60 * 28 * 28, dtype=">f4").reshape(60, 28, 28)
+    header = bytes([0, 0, 0x0D, 3]) + b"".join(struct.pack(">I", s) for s in imgs.shape)
+    (d / IDX_FILES["train_images"]).write_bytes(header + imgs.tobytes())
+    assert read_idx(d / IDX_FILES["train_images"]).dtype == np.dtype(">f4")
+    x, _ = IDXDataModule(root=str(tmp_path), val_size=10).load()["train"]
+    assert x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0

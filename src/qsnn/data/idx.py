@@ -91,8 +91,9 @@ class IDXDataModule(InMemoryDataModule):
                                     f"in {files[split + '_images']}")
 
         def tensors(images, labels):
-            return (torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1),
-                    torch.tensor(labels.astype(np.int64)))
+            # IDX stores multi-byte types big-endian; astype gives native floats torch can take
+            x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+            return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
         x, y = tensors(arr["train_images"], arr["train_labels"])
         idx = np.arange(len(y))
