@@ -212,6 +212,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("train", True):
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         summary["fit_s"] = time.perf_counter() - t_fit
+        # copy now: test(ckpt_path="best") restores callback state, History included, from that checkpoint
+        summary["epochs"], summary["lr"] = list(history.epochs), list(history.lr)
         metrics = _metrics(trainer)
         if cfg.get("test", True):
             ckpt = "best" if _has_best_ckpt(trainer) else None
@@ -228,8 +230,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                        metrics=_metrics(trainer))
         raise
     finally:
-        summary["epochs"] = history.epochs
-        summary["lr"] = history.lr
+        summary.setdefault("epochs", history.epochs)
+        summary.setdefault("lr", history.lr)
         summary["wall_s"] = time.perf_counter() - t_start
         _mark_wandb(loggers, summary)
         _finish_loggers(loggers)
