@@ -18,7 +18,8 @@ from qsnn.wandb_offline import read_run
 
 # 3 short epochs of digits: killed just after the first checkpoint, two epochs are left to resume
 RUN = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
-       "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null"]
+       "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null",
+       "torch_threads=1"]  # bit-identity needs the same thread count (float reduction order) in both runs
 
 
 def job_env() -> dict[str, str]:

@@ -41,3 +41,12 @@ def test_train_in_process_learns_digits(make_cfg):
     assert len(summary["epochs"]) == 3 and summary["weight_bits"] > 0
     assert len(summary["lr"]) == 3 * 19  # LR recorded every step (1078 train samples / 64)
     assert 0 < m["train/rate_layer0"] < 1
+
+
+def test_train_restores_thread_count(make_cfg):
+    import torch
+
+    before = torch.get_num_threads()
+    train(make_cfg("torch_threads=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                   "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "logger=none", "callbacks=none"))
+    assert torch.get_num_threads() == before

@@ -181,6 +181,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"status": "running", "resumed_from": ckpt_path, **hydra_info(), "seed": cfg.get("seed"),
                                "bits": cfg.quant.bits, "output_dir": str(out_dir)}
     trainer, loggers, history = None, [], History()
+    threads_before = torch.get_num_threads()  # restored below: an in-process run must not leak it
     try:
         if cfg.get("torch_threads"):  # parallel sweep jobs: 1 thread each beats N jobs x N threads
             torch.set_num_threads(int(cfg.torch_threads))
@@ -230,6 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                        metrics=_metrics(trainer))
         raise
     finally:
+        torch.set_num_threads(threads_before)
         summary.setdefault("epochs", history.epochs)
         summary.setdefault("lr", history.lr)
         summary["wall_s"] = time.perf_counter() - t_start
