@@ -81,3 +81,16 @@ def test_compare_to_baseline():
     with pytest.raises(KeyError):
         compare_to_baseline(groups, "nope")
 
+
+def test_seeds_needed_follows_the_holm_verdict():
+    # a large but noisy difference, one of several comparisons: not significant after Holm with 3 seeds,
+    # so the estimate must exceed 3 and be sized at the Bonferroni level alpha/m (here m = 4)
+    groups = {"base": [0.90, 0.92, 0.94], "a": [0.80, 0.90, 0.97], "b": [0.91, 0.92, 0.93],
+              "c": [0.90, 0.93, 0.95], "d": [0.89, 0.92, 0.94]}
+    rows = {r["setting"]: r for r in compare_to_baseline(groups, "base")}
+    a = rows["a"]
+    assert not a["significant"] and a["seeds_needed"] >= 4
+    from qsnn.stats import pooled_sd
+    expected = seeds_needed(a["diff"], pooled_sd(groups["a"], groups["base"]), alpha=0.05 / 4)
+    assert a["seeds_needed"] == max(expected, 4)
+

@@ -98,11 +98,17 @@ def compare_to_baseline(groups: dict[str, Sequence[float]], baseline: str, alpha
     names = [k for k in groups if k != baseline]
     tests = [welch(groups[k], base) for k in names]
     adjusted = holm([t["p"] for t in tests])
+    # size the estimate for the Holm-corrected verdict: Bonferroni's alpha/m is the level that
+    # guarantees significance after Holm; and never fewer seeds than the ones that did not suffice
+    m = max(sum(not math.isnan(t["p"]) for t in tests), 1)
     rows = []
     for name, t, p_holm in zip(names, tests, adjusted):
         significant = bool(p_holm < alpha)  # nan < alpha is False: untestable counts as not significant
+        need = None
+        if not significant:
+            need = seeds_needed(t["diff"], pooled_sd(groups[name], base), alpha=alpha / m)
+            if need is not None:
+                need = max(need, min(len(groups[name]), len(base)) + 1)
         rows.append({"setting": name, "diff": t["diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
-                     "p": t["p"], "p_holm": p_holm, "significant": significant,
-                     "seeds_needed": None if significant else seeds_needed(t["diff"], pooled_sd(groups[name], base),
-                                                                           alpha=alpha)})
+                     "p": t["p"], "p_holm": p_holm, "significant": significant, "seeds_needed": need})
     return rows
