@@ -26,6 +26,9 @@ import inspect
 
 import torch
 import snntorch as snn
+from torch import nn
+
+from qsnn.sigma_delta import SigmaDelta
 
 
 def lif_multistep(cur: torch.Tensor, lif: snn.Leaky) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +153,14 @@ def fusable(lif: torch.nn.Module) -> bool:
 def lif_fused(cur: torch.Tensor, lif: snn.Leaky) -> tuple[torch.Tensor, torch.Tensor]:
     """Same results as ``lif_multistep`` (for ``fusable`` neurons), one autograd node per layer."""
     return LIFSequence.apply(cur, lif.beta.clamp(0, 1), lif.threshold, lif.spike_grad, lif.reset_mechanism)
+
+
+def make_neuron(kind: str, sigma_delta: dict | None, *leaky_args) -> nn.Module:
+    """The neuron of one stage: "leaky" -> ``make_leaky(*leaky_args)``; "sigma_delta" -> the hybrid
+    neuron of papers/004 configured by ``sigma_delta`` (model.sigma_delta)."""
+    if kind == "sigma_delta":
+        return SigmaDelta(**(sigma_delta or {}))
+    return make_leaky(*leaky_args)
 
 
 def make_leaky(

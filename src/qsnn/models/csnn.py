@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qsnn.net import SpikingNet, Stage
-from qsnn.neurons import make_leaky
-from qsnn.sigma_delta import SigmaDelta
+from qsnn.neurons import make_neuron
 
 
 class ConvAvgPool2d(nn.Sequential):
@@ -67,9 +66,8 @@ def csnn(
     sigma_delta: dict | None = None,
 ) -> SpikingNet:
     def leaky():
-        if neuron == "sigma_delta":  # papers/004 hybrid neuron; model.sigma_delta holds its options
-            return SigmaDelta(**(sigma_delta or {}))
-        return make_leaky(beta, threshold, spike_grad, learn_beta, learn_threshold, reset, state_quant)
+        return make_neuron(neuron, sigma_delta, beta, threshold, spike_grad, learn_beta, learn_threshold, reset,
+                           state_quant)
 
     stages, c_in = [], input_shape[0]
     for ch in channels:

@@ -7,8 +7,7 @@ from typing import Sequence
 from torch import nn
 
 from qsnn.net import SpikingNet, Stage
-from qsnn.neurons import make_leaky
-from qsnn.sigma_delta import SigmaDelta
+from qsnn.neurons import make_neuron
 
 
 def fcsnn(
@@ -29,9 +28,8 @@ def fcsnn(
     sigma_delta: dict | None = None,
 ) -> SpikingNet:
     def leaky():
-        if neuron == "sigma_delta":  # papers/004 hybrid neuron; model.sigma_delta holds its options
-            return SigmaDelta(**(sigma_delta or {}))
-        return make_leaky(beta, threshold, spike_grad, learn_beta, learn_threshold, reset, state_quant)
+        return make_neuron(neuron, sigma_delta, beta, threshold, spike_grad, learn_beta, learn_threshold, reset,
+                           state_quant)
 
     sizes = [math.prod(input_shape), *hidden]
     stages = []
