@@ -14,7 +14,7 @@ import hydra
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} resolvers)
+import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} / ${run_name:} resolvers)
 from qsnn.checkpoint_io import CheckpointWriteError
 from qsnn.cpu import retain_freed_memory
 from qsnn.data.idx import DataFileError

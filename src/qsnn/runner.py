@@ -116,7 +116,7 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def print_config(cfg: DictConfig) -> None:
-    """Print the resolved config as a rich tree and save it next to the run."""
+    """Print the resolved config as a rich tree (train() saves it as config_resolved.yaml)."""
     import rich
     import rich.syntax
     import rich.tree
