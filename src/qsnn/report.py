@@ -145,8 +145,9 @@ def summarize_settings(runs: list[dict], keys: list[str], target: float) -> list
     rows = []
     for name, rs in groups.items():
         ok = [r for r in rs if r.get("status") == "ok"]
+        test_values = _finite(metric(r, "test/acc") for r in ok)
         val = stats.summarize(_finite(metric(r, "val/acc_best") for r in ok))
-        test = stats.summarize(_finite(metric(r, "test/acc") for r in ok))
+        test = stats.summarize(test_values)
         reached = [n for n in (epochs_to(r, target) for r in ok) if n is not None]
         rate = _finite(final_rate(r) for r in ok)
         row = {"setting": name, **{k: rs[0]["params"].get(k, "") for k in keys},
@@ -157,7 +158,7 @@ def summarize_settings(runs: list[dict], keys: list[str], target: float) -> list
         row["epochs_to_target_mean"] = sum(reached) / len(reached) if reached else NAN
         row["epochs_to_target_reached"] = f"{len(reached)}/{len(ok)}"
         row["final_rate_mean"] = sum(rate) / len(rate) if rate else NAN
-        row["_test_values"] = _finite(metric(r, "test/acc") for r in ok)
+        row["_test_values"] = test_values
         rows.append(row)
     return rows
 
