@@ -29,7 +29,7 @@ class DivergenceGuard(L.Callback):
             return
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            norm = torch.nn.utils.get_total_norm(grads)
             if not torch.isfinite(norm):
                 raise Diverged(f"gradient norm is {float(norm)} at {self._where(trainer)}: training diverged "
                                f"(lower optim.lr, or clip with trainer.gradient_clip_val)")
