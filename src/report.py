@@ -1,13 +1,16 @@
-"""Report for one or more multirun dirs: report.md, report.csv and PNG plots in the (first) dir.
+"""Report for one or more multirun dirs: report.md, report.csv, PNG plots and a self-contained
+report.html in the (first) dir.
 
     python src/report.py logs/sweeps/standard/<timestamp>
     python src/report.py dirA dirB --by quant.bits,sched --baseline quant.bits=32,sched=constant
+    python src/report.py logs/sweeps/standard/<timestamp> --wandb   # also log it to the sweep's W&B group
     python src/report.py --wandb-project me/qsnn --wandb-group <sweep dir name> --out reports/x
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from qsnn.report import load_wandb_runs, make_report
 
@@ -22,8 +25,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=0.8, help="val accuracy for 'epochs to target' (default 0.8)")
     p.add_argument("--plot-by", help="key drawn as lines in the plots (default: sched when it varies)")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--wandb-project", help="read runs from the W&B API (entity/project) instead of dirs")
-    p.add_argument("--wandb-group", help="with --wandb-project: only this group (a sweep dir name)")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the table, plots and report.html to a run (job_type report) of the sweep's W&B "
+                        "group (the first dir's name); offline unless an API key is configured")
+    p.add_argument("--wandb-project", help="read runs from the W&B API (entity/project) instead of dirs; with "
+                                           "--wandb: the project to log to (default: qsnn)")
+    p.add_argument("--wandb-group", help="with --wandb-project: only this group (a sweep dir name); with --wandb: "
+                                         "the group to log to")
     a = p.parse_args(argv)
     if not a.dirs and not a.wandb_project:
         p.error("give a multirun dir or --wandb-project")
@@ -32,10 +40,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
+def log_to_wandb(a: argparse.Namespace, res: dict) -> None:
+    from qsnn.report_wandb import log_report
+
+    entity, _, project = (a.wandb_project or "qsnn").rpartition("/")
+    group = a.wandb_group or Path(a.dirs[0] if a.dirs else a.out).resolve().name
+    w = log_report(res, group=group, project=project, entity=entity or None)
+    where = w["url"] or f"offline run {w['run_dir']}; upload it with: {w['sync']}"
+    print(f"W&B report run (group {group}, job_type report): {where}")
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     baseline = dict(kv.split("=", 1) for kv in a.baseline.split(",")) if a.baseline else None
-    runs = load_wandb_runs(a.wandb_project, a.wandb_group) if a.wandb_project else None
+    runs = load_wandb_runs(a.wandb_project, a.wandb_group) if a.wandb_project and not a.dirs else None
     try:
         res = make_report(a.dirs or [a.out], out=a.out, by_keys=a.by.split(",") if a.by else None,
                           baseline=baseline, target=a.target, plot_by=a.plot_by, runs=runs, plots=not a.no_plots)
@@ -43,7 +61,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(res["md"].read_text())
-    print(f"wrote {res['md']}, {res['csv']}" + "".join(f", {p.name}" for p in res["plots"]))
+    print(f"wrote {res['md']}, {res['csv']}, {res['html'].name}" + "".join(f", {p.name}" for p in res["plots"]))
+    if a.wandb:
+        log_to_wandb(a, res)
     return 0
 
 

@@ -64,3 +64,15 @@ def run(tmp_path):
     def _run(script, *args, env=None, timeout=300):
         return run_script(script, *args, f"paths.log_dir={tmp_path / 'logs'}", env=env, timeout=timeout)
     return _run
+
+
+@pytest.fixture(scope="session")
+def grid_sweep(tmp_path_factory):
+    """A real multirun shared by the report and dashboard tests: quant.bits=4,32 x sched=constant,cosine
+    x seed=1,2 (8 jobs of a few batches, CSV logger, 2 at a time): two keys vary, two seeds each."""
+    d = tmp_path_factory.mktemp("grid") / "grid_sweep"
+    r = run_script("train.py", "-m", "launcher=joblib", "hydra.launcher.n_jobs=2", "quant.bits=4,32",
+                   "sched=constant,cosine", "seed=1,2", "logger=csv", "torch_threads=1", f"hydra.sweep.dir={d}",
+                   f"paths.log_dir={d.parent / 'logs'}", *TINY, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d

@@ -1,4 +1,5 @@
-"""A real multirun through the joblib launcher (one setting fails), then src/report.py on it."""
+"""Real multiruns through the joblib launcher, then src/report.py on them: one where a setting
+fails, and the shared grid sweep (two keys, two seeds) for CIs, chance, costs, html and W&B."""
 from __future__ import annotations
 
 import csv
@@ -95,3 +96,114 @@ def test_report_cli_errors_and_flags(tmp_path):
 
     a = parse_args(["--wandb-project", "me/qsnn", "--wandb-group", "g", "--out", str(tmp_path), "--by", "sched"])
     assert (a.wandb_project, a.wandb_group, a.by) == ("me/qsnn", "g", "sched")
+
+
+# ----------------------------------------------------------------------------- the grid sweep (two keys, two seeds)
+@pytest.fixture(scope="module")
+def grid_report(grid_sweep, tmp_path_factory):
+    """src/report.py --wandb on the grid sweep: report files in out/, one offline W&B run of job_type report."""
+    out = tmp_path_factory.mktemp("grid_report")
+    r = run_script("report.py", str(grid_sweep), "--out", str(out), "--target", "0.05", "--wandb", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def grid_summaries(sweep):
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+
+
+def test_accuracy_cis_stay_in_0_100_for_two_seed_settings(grid_sweep, grid_report):
+    from qsnn import stats
+
+    rows = list(csv.DictReader(open(grid_report[0] / "report.csv")))
+    assert len(rows) == 4 and all(int(r["n_ok"]) == 2 for r in rows)
+    for r in rows:
+        for p in ("test_acc", "val_acc_best"):
+            lo, m, hi = (float(r[f"{p}_{k}"]) for k in ("ci_low", "mean", "ci_high"))
+            assert 0.0 <= lo <= m <= hi <= 1.0, (r["setting"], p, lo, m, hi)
+    # the unclipped t-CI of these 2-seed settings leaves [0, 1]: the clip is what keeps them inside
+    raw = [stats.summarize([s["metrics"]["test/acc"] for s in grid_summaries(grid_sweep)
+                            if f"quant.bits={b}" in s["overrides"] and f"sched={sc}" in s["overrides"]])
+           for b in (4, 32) for sc in ("constant", "cosine")]
+    assert any(s["ci_low"] < 0 or s["ci_high"] > 1 for s in raw)
+    md = (grid_report[0] / "report.md").read_text()
+    assert "clipped to [0, 100]" in md and "[-" not in md.split("## ")[0]  # no negative bound in the table
+
+
+def test_cost_metrics_and_chance_reach_the_table(grid_sweep, grid_report):
+    rows = {r["setting"]: r for r in csv.DictReader(open(grid_report[0] / "report.csv"))}
+    s = [x for x in grid_summaries(grid_sweep) if "quant.bits=4" in x["overrides"] and "sched=cosine" in x["overrides"]]
+    r = rows["quant.bits=4,sched=cosine"]
+    for key in ("cost/footprint_bytes", "cost/synops", "cost/activation_sparsity"):
+        want = statistics.mean(x["metrics"][key] for x in s)
+        assert float(r[f"{key.replace('/', '_')}_mean"]) == pytest.approx(want, rel=1e-5), key
+    assert float(r["chance"]) == pytest.approx(1 / s[0]["num_classes"])
+    md = (grid_report[0] / "report.md").read_text()
+    assert "| footprint (B) | synops/sample |" in md and "chance (10.0% = 1/10 classes)" in md
+
+
+def test_heatmap_cost_plot_and_self_contained_html(grid_report):
+    import base64
+    import re
+
+    import matplotlib.image as mpimg
+
+    out = grid_report[0]
+    for name in ("test_acc_heatmap.png", "test_acc_vs_cost.png", "test_acc_by_setting.png", "bit_gap.png"):
+        img = mpimg.imread(out / name)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.std() > 0.01, name
+    html = (out / "report.html").read_text()
+    srcs = re.findall(r'<img[^>]*src="([^"]+)"', html)
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(srcs) == len(pngs) >= 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in srcs)
+    assert html.count("<table>") >= 3 and "both at chance level" in html
+
+
+def test_gaps_between_chance_level_settings_are_marked(grid_sweep, grid_report):
+    accs = [s["metrics"]["test/acc"] for s in grid_summaries(grid_sweep)]
+    assert max(accs) < 0.3  # a few batches: every setting sits near chance (10 classes)
+    md = (grid_report[0] / "report.md").read_text()
+    gap_rows = [ln for ln in md.split("minus 4-bit test accuracy")[1].split("## ")[0].splitlines()
+                if ln.startswith(("| constant", "| cosine"))]
+    assert len(gap_rows) == 2 and all("both at chance level: not a meaningful gap" in ln for ln in gap_rows)
+
+
+def test_gap_notes_tell_chance_from_learning():
+    """bit_gap on run records: a learned 32-bit against a chance-level 4-bit is marked on one side only."""
+    from qsnn.report import bit_gap
+
+    def run(bits, sched, seed, acc):
+        return {"status": "ok", "num_classes": 10, "seed": seed, "metrics": {"test/acc": acc},
+                "params": {"quant.bits": str(bits), "sched": sched}}
+
+    runs = [run(32, "a", 1, 0.95), run(32, "a", 2, 0.96), run(4, "a", 1, 0.10), run(4, "a", 2, 0.12),
+            run(32, "b", 1, 0.11), run(32, "b", 2, 0.09), run(4, "b", 1, 0.10), run(4, "b", 2, 0.12),
+            run(32, "c", 1, 0.95), run(32, "c", 2, 0.97), run(4, "c", 1, 0.90), run(4, "c", 2, 0.93)]
+    notes = {g["by"]: g["note"] for g in bit_gap(runs, ["quant.bits", "sched"], "sched")}
+    assert notes == {"a": "4-bit at chance level", "b": "both at chance level: not a meaningful gap", "c": ""}
+
+
+def test_report_logged_to_the_sweeps_wandb_group(grid_sweep, grid_report):
+    from qsnn.wandb_offline import find_run_files, iter_records
+
+    out, r = grid_report
+    files = find_run_files(out / "wandb")
+    assert len(files) == 1 and "wandb sync" in r.stdout
+    run, logged = None, {}
+    for rec in iter_records(files[0]):  # W&B's own record protos, read from the offline run file
+        if rec.WhichOneof("record_type") == "run":
+            run = rec.run
+        elif rec.WhichOneof("record_type") == "history":
+            for it in rec.history.item:
+                key = it.key or "/".join(it.nested_key[:-1])
+                logged.setdefault(key, {})[it.nested_key[-1] if it.nested_key else ""] = json.loads(it.value_json)
+    assert (run.run_group, run.job_type) == (grid_sweep.name, "report")
+    table = logged["report/settings"]
+    assert table["_type"] == "table-file" and table["nrows"] == 4
+    data = json.loads((files[0].parent / "files" / table["path"]).read_text())
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    col = data["columns"].index("setting")
+    assert sorted(x[col] for x in data["data"]) == sorted(r["setting"] for r in rows)
+    assert {k for k, v in logged.items() if v.get("_type") == "image-file"} == \
+        {f"report/{p.stem}" for p in out.glob("*.png")}

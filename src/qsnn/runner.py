@@ -192,11 +192,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             atomic_write_text(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
         dm = build_datamodule(cfg)
         dm.prepare_data()
+        summary["num_classes"] = getattr(dm, "num_classes", None)  # the report's chance level
         module = build_module(cfg, dm)
         loggers = build_loggers(cfg)
         chosen = getattr(module.net, "stability_init", None)
         for lg in loggers:
-            lg.log_hyperparams(resolved)
+            # the group choices too (sched=cosine is not in the resolved config): dashboards group by them
+            lg.log_hyperparams({**resolved, "choices": summary["choices"]})
             if chosen:
                 lg.log_hyperparams({"surrogate_stability": chosen})
         trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg) + [history, EpochSchedules()],
