@@ -110,7 +110,7 @@ def plot_lr(ok, by, out: Path) -> Path:
     return _save(fig, out / "lr_vs_step.png")
 
 
-def plot_test_bars(shown, runs, keys, chance, out: Path) -> Path:
+def plot_test_bars(shown, keys, chance, out: Path) -> Path:
     """Test accuracy per setting: the bit-widths of one setting side by side, CI error bars, one
     dot per seed, black edge = best per bit-width, hatched = chance level."""
     plt = _pyplot()
@@ -257,7 +257,7 @@ def plot_all(runs, rows, keys, gaps, by, out: Path, chance: float | None = None)
     if ok:
         paths += [plot_val_curves(ok, keys, by, chance, out), plot_lr(ok, by, out)]
     if shown:
-        paths += [plot_test_bars(shown, runs, keys, chance, out), plot_heatmap(shown, keys, by, out),
+        paths += [plot_test_bars(shown, keys, chance, out), plot_heatmap(shown, keys, by, out),
                   plot_cost(shown, runs, keys, chance, out)]
     if gaps:
         paths.append(plot_gaps(gaps, by, out))
