@@ -87,7 +87,9 @@ class LIFSequence(torch.autograd.Function):
     def forward(ctx, cur, beta, thr, spike_grad, reset):
         mem = torch.empty_like(cur, dtype=torch.result_type(cur, beta))
         fast = _inplace_grad(spike_grad)
-        spk = torch.empty_like(cur, dtype=torch.float32) if fast else None  # snnTorch spikes are float32
+        # snnTorch spikes are float32; float64 runs (trainer.precision=64) get float64 spikes (0/1: exact)
+        spk_dtype = torch.promote_types(torch.float32, mem.dtype)
+        spk = torch.empty_like(cur, dtype=spk_dtype) if fast else None
         spikes = []
         m_prev, r = None, None
         for t, i_t in enumerate(cur.unbind(0)):
@@ -108,7 +110,7 @@ class LIFSequence(torch.autograd.Function):
                 spikes.append(r)
             m_prev = m
         if not fast:
-            spk = torch.stack(spikes)
+            spk = torch.stack(spikes).to(spk_dtype)
         ctx.spike_grad, ctx.reset, ctx.fast = spike_grad, reset, fast
         ctx.save_for_backward(mem, spk, beta, thr)  # its own outputs and the parameters only
         ctx.set_materialize_grads(False)  # the membrane output usually gets no gradient

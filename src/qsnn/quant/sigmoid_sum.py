@@ -55,12 +55,16 @@ class SigmoidSumQuantizer(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not bool(self.initialized):
             self._init_scales(w)
-        z = (self.beta * w).unsqueeze(-1) - self.offsets  # [..., n_steps]
+        return self.quantize(w, self.alpha, self.beta)
+
+    def quantize(self, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Q(w) with scales ``alpha``/``beta`` broadcast against ``w`` (per seed in ``qsnn.stacked``)."""
+        z = (beta * w).unsqueeze(-1) - self.offsets  # [..., n_steps]
         if self.training:
             steps = torch.sigmoid(self.temperature * z)
         else:
             steps = (z >= 0).to(w.dtype)  # the T -> inf limit
-        return self.alpha * ((steps * self.heights).sum(-1) - self.o)
+        return alpha * ((steps * self.heights).sum(-1) - self.o)
 
     def levels(self) -> int:
         """Number of distinct values a weight can take at eval."""

@@ -1,0 +1,137 @@
+"""Run the jobs of one setting (same config but ``seed``) as one stacked model; one summary each.
+
+``train_group(cfgs, infos)`` is what the ``stacked`` launcher calls in its worker process: each
+job is validated and set up as ``runner.train`` would (a job that fails there fails alone), a
+finished job is skipped under ``resume=true``, seeds resumed from their ``last.ckpt`` continue
+where they stopped (seeds at different epochs run as separate stacked groups), and the rest
+train together (``loop.StackedFit``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from qsnn.runner import atomic_write_text
+from qsnn.resume import check_output_dir, finished_summary, last_checkpoint, wants_resume
+from qsnn.stacked.loop import StackedFit, setup_runtime
+from qsnn.stacked.seeds import SeedJob, SeedRNG
+from qsnn.validate import validate
+
+log = logging.getLogger("qsnn")
+
+
+def _restore(job: SeedJob, ckpt: dict[str, Any], rng: SeedRNG, idx: int) -> int:
+    """Load a stacked checkpoint into the seed; returns the epoch to continue from."""
+    st = ckpt["qsnn_stacked"]
+    job.module.load_state_dict(ckpt["state_dict"])
+    job.epochs, job.lr = list(st["epochs"]), list(st["lr"])
+    job.best_score, job.best_path = st["best_score"], st["best_path"]
+    if job.es is not None and st["early_stopping"]:
+        job.es.load_state_dict(st["early_stopping"])
+    kind, keys, pos, has_gauss, gauss = st["rng"]["numpy"]
+    rng.states[idx] = (st["rng"]["torch"], (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss),
+                       st["rng"]["python"])
+    job.stop_flag = st["stop_flag"]
+    job.ckpt = ckpt
+    return int(st["epoch"]) + 1
+
+
+def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float) -> tuple[SeedJob, dict | None, int]:
+    job = SeedJob(cfg, info, t0)
+    validate(cfg)
+    check_output_dir(cfg)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, start = None, 0
+    if wants_resume(cfg):
+        done = finished_summary(job.out_dir, info["overrides"])
+        if done is not None:
+            log.info("%s finished already (summary.json status ok): skipped", job.out_dir)
+            return job, done, 0
+        last = last_checkpoint(job.out_dir)
+        job.summary["resumed_from"] = str(last) if last else None
+    idx = job.setup(dtype, device, rng)
+    if wants_resume(cfg) and job.summary["resumed_from"]:
+        ckpt = torch.load(job.summary["resumed_from"], map_location="cpu", weights_only=False)
+        if "qsnn_stacked" not in ckpt:
+            raise ValueError(f"{job.summary['resumed_from']} was not written by launcher=stacked: resume this job "
+                             "with the launcher that started it")
+        start = _restore(job, ckpt, rng, idx)
+    job.rng_index = idx
+    return job, None, start
+
+
+def train_group(cfgs: list[DictConfig], infos: list[dict], on_stacked: Callable | None = None) -> list[dict]:
+    """Train the jobs ``cfgs`` (one setting, one seed each) stacked; returns their summaries in order."""
+    t0 = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    summaries: list[dict | None] = [None] * len(cfgs)
+    try:
+        device, dtype = setup_runtime(cfgs[0])
+        rng = SeedRNG()
+        by_start: dict[int, list[tuple[int, SeedJob]]] = {}
+        for k, (cfg, info) in enumerate(zip(cfgs, infos)):
+            try:
+                job, done, start = _prepare(cfg, info, device, dtype, rng, t0)
+            except Exception as e:  # this job fails alone, before any training
+                summaries[k] = _failed(cfg, info, e)
+                continue
+            if done is not None:
+                summaries[k] = done
+            else:
+                by_start.setdefault(start, []).append((k, job))
+        for start, group in sorted(by_start.items()):
+            _fit(group, rng, device, dtype, start, t0, on_stacked)
+            for k, job in group:
+                summaries[k] = job.summary
+    finally:
+        torch.set_num_threads(threads_before)
+    return summaries
+
+
+def _fit(group, rng: SeedRNG, device, dtype, start: int, t0: float, on_stacked) -> None:
+    jobs = [job for _, job in group]
+    sub = SeedRNG()  # this group's seeds, in its order
+    sub.states = [rng.states[j.rng_index] for j in jobs]
+    try:
+        fit = StackedFit(jobs, sub, device, dtype, on_stacked)
+    except Exception as e:
+        for s, job in enumerate(jobs):
+            job.finish(sub, s, error=e)
+        return
+    if start:
+        c0 = jobs[0].ckpt
+        fit.epoch, fit.global_step = start, int(c0["global_step"])
+        fit.stop_flag = [bool(j.stop_flag) for j in jobs]
+        fit.load_seed_opt_states([j.ckpt["optimizer_states"][0] for j in jobs])
+        if fit.sched is not None and c0["lr_schedulers"]:
+            fit.sched.load_state_dict(c0["lr_schedulers"][0])
+    t_fit = time.perf_counter()
+    for job in jobs:
+        job.times(startup_s=t_fit - t0)
+    try:
+        fit.run(t_fit)
+    except BaseException as e:  # an error of the group (or Ctrl-C/SIGTERM): every unfinished seed says so
+        for s, job in enumerate(jobs):
+            if not job.done:
+                if isinstance(e, Exception):
+                    job.finish(sub, s, error=e)
+                else:
+                    job.interrupted(e)
+        raise
+
+
+def _failed(cfg: DictConfig, info: dict, e: Exception) -> dict:
+    out = Path(cfg.paths.output_dir)
+    summary = {"status": "failed", **info, "error": f"{type(e).__name__}: {e}".splitlines()[0], "metrics": {},
+               "output_dir": str(out)}
+    if not (out / "summary.json").exists():  # never over a previous run's summary
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    log.error("job failed: %s", summary["error"])
+    return summary

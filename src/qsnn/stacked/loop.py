@@ -1,0 +1,325 @@
+"""Train the seeds of one setting as one stacked model: a plain training loop.
+
+Why a plain loop and not Lightning: a Trainer has one stop flag, one set of callbacks and one
+checkpoint per step, while here every seed stops early, diverges, picks its best checkpoint and
+logs to its own W&B run on its own. The loop reproduces, per seed, what ``runner.train``'s
+Lightning fit does with qsnn's config (``support.why_not_stacked`` turns away anything else):
+per-step LR schedule (stepped every batch), DivergenceGuard (gradient norm before the step,
+loss after), gradient clipping (norm or value), ClampWeights, EpochSchedules, the logged epoch
+metrics and History, EarlyStopping (Lightning's own class, one per seed), ModelCheckpoint
+(top-1 + last, Lightning checkpoint format with that seed's state_dict, so ``eval.py`` and
+``trainer.test`` load it), then the test through a real Lightning Trainer per seed, on the
+best checkpoint, exactly as a single run tests. A seed that stops (early stopping or
+divergence) is finished at that point (summary, test, W&B) and its slice of the stacked model
+no longer feeds anything recorded. Tests: ``tests/test_stacked.py`` (equal to single runs).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig
+
+from qsnn.guard import Diverged
+from qsnn.stacked.net import StackedNet
+from qsnn.stacked.seeds import SeedJob, SeedRNG
+from qsnn.stacked.support import PRECISIONS
+
+log = logging.getLogger("qsnn")
+
+
+def _device(tr: DictConfig) -> torch.device:
+    acc = str(tr.get("accelerator", "cpu"))
+    use_cuda = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def _n_batches(n: int, limit) -> int:
+    if limit is None:
+        return n
+    return min(n, int(limit)) if isinstance(limit, int) or float(limit) > 1 else int(n * float(limit))
+
+
+def _set_sampler_epoch(dl, epoch: int) -> None:  # what Lightning does at each epoch start
+    for s in (getattr(dl, "sampler", None), getattr(dl, "batch_sampler", None)):
+        if s is not None and hasattr(s, "set_epoch"):
+            s.set_epoch(epoch)
+
+
+def _batches(jobs, its, rng: SeedRNG, device, dtype):
+    """Each seed's next batch, encoded as Lightning does it (precision cast, transfer, encoding)."""
+    xs, ys = [], []
+    for s, (job, it) in enumerate(zip(jobs, its)):
+        with rng.use(s):
+            x, y = next(it)
+            x = x.to(dtype) if x.is_floating_point() else x
+            x, y = job.dm.on_after_batch_transfer((x.to(device), y.to(device)), 0)
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
+def _seed_grad_norms(params, S: int) -> torch.Tensor:
+    """Each seed's total gradient 2-norm ([S]), as ``torch.nn.utils.get_total_norm`` over its own grads."""
+    norms = [torch.linalg.vector_norm(p.grad.reshape(S, -1), dim=1) for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms), dim=0)
+
+
+def _clip(params, S: int, tr: DictConfig, norms: torch.Tensor) -> None:
+    val = tr.get("gradient_clip_val")
+    if not val:
+        return
+    if tr.get("gradient_clip_algorithm") == "value":
+        for p in params:
+            if p.grad is not None:
+                p.grad.clamp_(-val, val)
+        return
+    coef = (float(val) / (norms + 1e-6)).clamp(max=1.0)  # torch.nn.utils.clip_grads_with_norm_
+    for p in params:
+        if p.grad is not None:
+            p.grad.view(S, -1).mul_(coef.view(S, 1))
+
+
+class _EpochMeans:
+    """Per seed: Lightning's on_epoch mean of a value logged with a batch size (the rates)."""
+
+    def __init__(self):
+        self.sums: list[torch.Tensor] | None = None
+        self.n = 0
+
+    def add(self, rates: list[torch.Tensor], bs: int) -> None:
+        vals = [r * bs for r in rates]
+        self.sums = vals if self.sums is None else [a + v for a, v in zip(self.sums, vals)]
+        self.n += bs
+
+    def get(self, s: int) -> list[float]:
+        return [float(v[s] / self.n) for v in self.sums]
+
+
+class StackedFit:
+    """The stacked model, its optimizer and schedule, and the loop over epochs."""
+
+    def __init__(self, jobs: list[SeedJob], rng: SeedRNG, device, dtype, on_stacked: Callable | None = None):
+        self.jobs, self.rng, self.device, self.dtype = jobs, rng, device, dtype
+        self.cfg = jobs[0].cfg
+        self.tr = self.cfg.trainer
+        self.S = len(jobs)
+        self.net = StackedNet([j.module.net for j in jobs]).to(device=device, dtype=dtype)
+        self.net.set_rng(rng)
+        names = [n for n, _ in self.net.named_parameters()]
+        if names != [n.removeprefix("net.") for n, _ in jobs[0].module.named_parameters()]:
+            raise TypeError("stacked parameters are not in the order of the single model's")
+        self.shapes = [p.shape for p in jobs[0].module.net.parameters()]
+        self.loaders = [j.loaders() for j in jobs]
+        self.n_train = {_n_batches(len(t), self.tr.get("limit_train_batches")) for t, _ in self.loaders}
+        self.n_val = {_n_batches(len(v), self.tr.get("limit_val_batches")) for _, v in self.loaders}
+        if len(self.n_train) != 1 or len(self.n_val) != 1:
+            raise TypeError("seeds have different numbers of batches")
+        self.n_train, self.n_val = self.n_train.pop(), self.n_val.pop()
+        m0 = jobs[0].module
+        self.loss_fn = m0.loss_fn
+        self.opt = m0.optimizer_factory(params=self.net.parameters())
+        self.max_epochs = int(self.tr.max_epochs)
+        total = self.n_train * self.max_epochs
+        self.sched = None if m0.scheduler_factory is None else m0.scheduler_factory(
+            self.opt, steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
+        self.epoch, self.global_step = 0, 0
+        self.stop_flag = [False] * self.S
+        self.logged: dict[str, float] = {}  # metrics callbacks put into callback_metrics (lr monitor)
+        if on_stacked is not None:  # tests: e.g. make one seed diverge
+            on_stacked(self.net)
+
+    # -- state per seed ---------------------------------------------------------------------------
+    def seed_opt_state(self, s: int) -> dict[str, Any]:
+        """Seed s's optimizer state in the single run's format (its own param indices and shapes)."""
+        sd = self.opt.state_dict()
+        state = {}
+        for i, st in sd["state"].items():
+            n = math.prod(self.shapes[i])
+            state[i] = {k: v.reshape(self.S, -1)[s].clone().view(self.shapes[i])
+                        if torch.is_tensor(v) and v.dim() > 0 and v.numel() == self.S * n else v
+                        for k, v in st.items()}
+        return {"state": state, "param_groups": sd["param_groups"]}
+
+    def load_seed_opt_states(self, states: list[dict]) -> None:
+        """Inverse of ``seed_opt_state`` (resume)."""
+        merged = {}
+        for i, st in states[0]["state"].items():
+            merged[i] = {k: torch.cat([sd["state"][i][k].reshape(-1) for sd in states])
+                         if torch.is_tensor(v) and v.dim() > 0 else v for k, v in st.items()}
+        self.opt.load_state_dict({"state": merged, "param_groups": states[0]["param_groups"]})
+        for i, p in enumerate(self.net.parameters()):  # flat per seed -> the stacked layout
+            for k, v in self.opt.state[p].items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    self.opt.state[p][k] = v.view_as(p)
+
+    def active(self) -> list[int]:
+        return [s for s, j in enumerate(self.jobs) if not j.done]
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, t_fit: float) -> None:
+        for epoch in range(self.epoch, self.max_epochs):
+            if not self.active():
+                break
+            self.epoch = epoch
+            t0 = time.perf_counter()
+            for m in self.net.modules():  # callbacks.EpochSchedules
+                if hasattr(m, "set_epoch"):
+                    m.set_epoch(epoch, self.max_epochs)
+            self.lr_monitor(every_step=False)
+            train = self.train_epoch(epoch)
+            val = self.val_epoch()
+            self.end_epoch(epoch, train, val, time.perf_counter() - t0, t_fit)
+        for s in self.active():
+            self.jobs[s].times(fit_s=time.perf_counter() - t_fit)
+            self.jobs[s].finish(self.rng, s)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.net.train()
+        its = []
+        for s, (dl, _) in enumerate(self.loaders):
+            _set_sampler_epoch(dl, epoch)
+            with self.rng.use(s):
+                its.append(iter(dl))
+        rates, params, last = _EpochMeans(), list(self.net.parameters()), [float("nan")] * self.S
+        for _ in range(self.n_train):
+            active = self.active()
+            if not active:
+                break
+            lr = self.opt.param_groups[0]["lr"]
+            for s in active:
+                self.jobs[s].lr.append(float(lr))
+            self.lr_monitor(every_step=True)
+            xs, ys = _batches(self.jobs, its, self.rng, self.device, self.dtype)
+            spk, _ = self.net(self.net.fold_input(xs))
+            losses = [self.loss_fn(spk[:, :, s], ys[s]) for s in range(self.S)]
+            self.opt.zero_grad(set_to_none=True)
+            sum(losses[s] for s in active).backward()
+            norms = _seed_grad_norms(params, self.S)
+            self.guard(active, norms, losses, before_step=True)
+            _clip(params, self.S, self.tr, norms)
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step()
+            self.global_step += 1
+            self.clamp_weights()
+            self.guard(self.active(), norms, losses, before_step=False)
+            for s in self.active():
+                m = self.jobs[s].module
+                m.acc["train_"](spk[:, :, s].sum(0).argmax(-1), ys[s])
+                m.loss_mean["train_"](losses[s].detach())
+                last[s] = float(losses[s].detach())
+            rates.add(self.net.rates, ys[0].shape[0])
+        return {"rates": rates, "last": last}
+
+    @torch.no_grad()
+    def val_epoch(self) -> _EpochMeans:
+        self.net.eval()
+        its = []
+        for s, (_, dl) in enumerate(self.loaders):
+            with self.rng.use(s):
+                its.append(iter(dl))
+        rates = _EpochMeans()
+        for _ in range(self.n_val):
+            xs, ys = _batches(self.jobs, its, self.rng, self.device, self.dtype)
+            spk, _ = self.net(self.net.fold_input(xs))
+            for s in self.active():
+                m = self.jobs[s].module
+                m.acc["val_"](spk[:, :, s].sum(0).argmax(-1), ys[s])
+                m.loss_mean["val_"](self.loss_fn(spk[:, :, s], ys[s]))
+            rates.add(self.net.rates, ys[0].shape[0])
+        return rates
+
+    def lr_monitor(self, every_step: bool) -> None:
+        """callbacks.lr_monitor: Lightning's LearningRateMonitor puts ``lr-<Optimizer>`` into the
+        callback metrics (so into History) when it logs: every log_every_n_steps steps, or each epoch."""
+        c = (self.cfg.get("callbacks") or {}).get("lr_monitor")
+        if not c or not c.get("_target_"):
+            return
+        interval = c.get("logging_interval")
+        n = int(self.tr.get("log_every_n_steps", 50) or 0)
+        if every_step and (interval == "epoch" or not n or (self.global_step + 1) % n):
+            return
+        if not every_step and interval == "step":
+            return
+        name = f"lr-{type(self.opt).__name__}"
+        self.logged[name] = float(torch.tensor(self.opt.param_groups[0]["lr"]))  # a float32 tensor there
+        for s in self.active():
+            for lg in self.jobs[s].loggers:
+                lg.log_metrics({name: self.logged[name]}, step=self.global_step)
+
+    def guard(self, active: list[int], norms: torch.Tensor, losses, before_step: bool) -> None:
+        """callbacks.divergence_guard per seed: that seed fails, the others go on."""
+        g = self.cfg.get("callbacks", {}).get("divergence_guard") if self.cfg.get("callbacks") else None
+        if not g:
+            return
+        where = f"epoch {self.epoch}, step {self.global_step - (0 if before_step else 1)}"
+        hint = "training diverged (lower optim.lr, or clip with trainer.gradient_clip_val)"
+        for s in active:
+            if before_step and g.get("check_grads", True) and not torch.isfinite(norms[s]):
+                err = Diverged(f"gradient norm is {float(norms[s])} at {where}: {hint}")
+            elif not before_step and not torch.isfinite(losses[s]).all():
+                err = Diverged(f"training loss is {float(losses[s])} at {where}: {hint}")
+            else:
+                continue
+            self.jobs[s].finish(self.rng, s, error=err)
+
+    @torch.no_grad()
+    def clamp_weights(self) -> None:
+        c = (self.cfg.get("callbacks") or {}).get("clamp_weights")
+        if c and c.get("_target_"):
+            for p in self.net.parameters():
+                if p.dim() > 1:
+                    p.clamp_(float(c.get("min", -1.0)), float(c.get("max", 1.0)))
+
+    def end_epoch(self, epoch: int, train: dict, val: _EpochMeans, dt: float, t_fit: float) -> None:
+        timer = (self.cfg.get("callbacks") or {}).get("epoch_timer")
+        min_epochs = int(self.tr.get("min_epochs") or 0)
+        line = []
+        for s in self.active():
+            job, m = self.jobs[s], self.jobs[s].module
+            metrics = {**self.logged, "train/loss_step": train["last"][s]}
+            metrics.update({"val/loss": float(m.loss_mean["val_"].compute()), "val/acc": float(m.acc["val_"].compute())})
+            metrics.update({f"val/rate_layer{i}": r for i, r in enumerate(val.get(s))})
+            if timer:
+                metrics["time/epoch_s"] = dt
+            m.val_acc_best(m.acc["val_"].compute())
+            metrics["val/acc_best"] = float(m.val_acc_best.compute())
+            metrics.update({"train/loss": float(m.loss_mean["train_"].compute()),
+                            "train/acc": float(m.acc["train_"].compute())})
+            metrics.update({f"train/rate_layer{i}": r for i, r in enumerate(train["rates"].get(s))})
+            for split in ("train_", "val_"):
+                m.acc[split].reset(), m.loss_mean[split].reset()
+            self.stop_flag[s] |= job.end_epoch(epoch, self.global_step, metrics)
+            self.net.write_back(s, m.net)
+            job.save_checkpoints(epoch, self.global_step, self.seed_opt_state(s),
+                                 self.sched.state_dict() if self.sched else None, self.loop_state(s))
+            line.append(f"{metrics['val/acc']:.3f}")
+            if self.stop_flag[s] and epoch + 1 >= min_epochs:
+                job.times(fit_s=time.perf_counter() - t_fit)
+                job.finish(self.rng, s)
+        if timer and timer.get("verbose", True):
+            print(f"epoch {epoch:3d}  {dt:6.2f}s  {self.S} seeds stacked  val/acc {' '.join(line)}", flush=True)
+
+    def loop_state(self, s: int) -> dict[str, Any]:
+        t, n, p = self.rng.states[s]
+        kind, keys, pos, has_gauss, gauss = n
+        return {"epoch": self.epoch, "global_step": self.global_step, "stop_flag": self.stop_flag[s],
+                "rng": {"torch": t, "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss],
+                        "python": p}}
+
+
+def setup_runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:
+    """Threads, determinism and dtype as the single run's Trainer sets them."""
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    det = cfg.trainer.get("deterministic")
+    if det:
+        torch.use_deterministic_algorithms(True, warn_only=det == "warn")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    dtype = getattr(torch, PRECISIONS[str(cfg.trainer.get("precision", "32-true"))])
+    return _device(cfg.trainer), dtype

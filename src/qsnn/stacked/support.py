@@ -1,0 +1,82 @@
+"""Which settings the stacked loop reproduces exactly, and a one-line reason when it does not.
+
+The stacked loop (``qsnn.stacked.loop``) re-implements what a Lightning fit does for qsnn's own
+callbacks and trainer options; anything outside that set runs job by job (``why_not_stacked``
+names the first key that stops it)."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+# Lightning callbacks the loop reproduces (per seed); anything else runs job by job
+CALLBACKS = {
+    "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.callbacks.EarlyStopping",
+    "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.RichProgressBar",
+    "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.callbacks.EpochTimer", "qsnn.callbacks.ClampWeights",
+    "qsnn.guard.DivergenceGuard", "qsnn.resume.RNGState",
+}
+TRAINER_KEYS = {
+    "_target_", "default_root_dir", "accelerator", "devices", "max_epochs", "min_epochs", "check_val_every_n_epoch",
+    "log_every_n_steps", "deterministic", "enable_model_summary", "num_sanity_val_steps", "plugins", "precision",
+    "limit_train_batches", "limit_val_batches", "limit_test_batches", "gradient_clip_val",
+    "gradient_clip_algorithm", "enable_progress_bar", "benchmark", "num_nodes", "strategy",
+}
+# elementwise optimizers: their state and update for a stacked tensor are the per-seed ones side by side
+OPTIMIZERS = {"torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD", "torch.optim.RMSprop",
+              "torch.optim.Adamax", "torch.optim.NAdam", "torch.optim.Adagrad"}
+PRECISIONS = {"32": "float32", "32-true": "float32", "64": "float64", "64-true": "float64"}
+
+
+def _sel(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def why_not_stacked(cfg: DictConfig) -> str | None:
+    """None if the seeds of ``cfg``'s setting can train as one stacked model, else the reason."""
+    checks = [
+        (not cfg.get("train", True), "train=false (nothing to train)"),
+        (_sel(cfg, "model._target_") not in ("qsnn.models.fcsnn.fcsnn", "qsnn.models.csnn.csnn"),
+         f"model {_sel(cfg, 'model._target_')} has no stacked form"),
+        (_sel(cfg, "model.neuron") not in (None, "leaky"), f"model.neuron={_sel(cfg, 'model.neuron')} has no stacked form"),
+        (_sel(cfg, "model.impl") not in (None, "fast"), "model.impl=snntorch is the reference per-step loop"),
+        (_sel(cfg, "quant.state_bits") is not None, "quant.state_bits (state quantization) has no stacked form"),
+        (bool(_sel(cfg, "surrogate.stability")), "surrogate.stability picks gamma/beta per seed from data"),
+        (bool(_sel(cfg, "loss.sparsity.weight")), "loss.sparsity (firing-rate penalty) has no stacked form"),
+        (_sel(cfg, "optim._target_") not in OPTIMIZERS, f"optimizer {_sel(cfg, 'optim._target_')} is not elementwise"),
+        (bool(cfg.get("compile")), "compile=true"),
+        (cfg.get("ckpt_path") not in (None, "last"), "ckpt_path (a single run's checkpoint)"),
+    ]
+    for bad, why in checks:
+        if bad:
+            return why
+    return _why_not_trainer(cfg) or _why_not_callbacks(cfg)
+
+
+def _why_not_trainer(cfg: DictConfig) -> str | None:
+    tr = cfg.trainer
+    extra = sorted(set(tr) - TRAINER_KEYS)
+    if extra:
+        return f"trainer.{extra[0]} is not handled by the stacked loop"
+    if str(tr.get("precision", "32-true")) not in PRECISIONS:
+        return f"trainer.precision={tr.precision} (stacked runs 32 or 64)"
+    if tr.get("devices", 1) not in (1, "1", "auto") or tr.get("num_nodes", 1) != 1:
+        return "trainer.devices/num_nodes: one device only"
+    if tr.get("strategy", "auto") != "auto":
+        return f"trainer.strategy={tr.strategy}"
+    if tr.get("max_epochs") in (None, -1):
+        return "trainer.max_epochs must be set (>= 1)"
+    if tr.get("check_val_every_n_epoch", 1) != 1 or tr.get("num_sanity_val_steps", 0):
+        return "check_val_every_n_epoch != 1 or num_sanity_val_steps > 0"
+    return None
+
+
+def _why_not_callbacks(cfg: DictConfig) -> str | None:
+    for name, c in (cfg.get("callbacks") or {}).items():
+        if c and "_target_" in c and c._target_ not in CALLBACKS:
+            return f"callbacks.{name} ({c._target_}) is not handled by the stacked loop"
+    es, ck = _sel(cfg, "callbacks.early_stopping"), _sel(cfg, "callbacks.model_checkpoint")
+    if es and (es.get("stopping_threshold") is not None or es.get("divergence_threshold") is not None):
+        return "callbacks.early_stopping thresholds are not handled by the stacked loop"
+    if ck and (ck.get("save_top_k", 1) != 1 or ck.get("every_n_epochs", 1) != 1
+               or ck.get("every_n_train_steps") or ck.get("train_time_interval")):
+        return "callbacks.model_checkpoint: the stacked loop keeps the best checkpoint (save_top_k=1) and last"
+    return None
