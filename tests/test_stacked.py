@@ -11,7 +11,7 @@ import torch
 from omegaconf import open_dict
 
 from conftest import compose_cfg, run_script
-from qsnn.runner import train
+from qsnn.runner import hydra_info, train
 from qsnn.stacked.group import train_group
 from qsnn.stacked.support import why_not_stacked
 
@@ -34,12 +34,26 @@ SEEDS = (3, 7)
 INFO = {"overrides": [], "choices": {}, "job_num": None}
 
 
-def job_cfg(overrides, out_dir):
+def job_cfg(overrides, out_dir, infos: list | None = None):
     cfg = compose_cfg(overrides, output_dir=out_dir)
+    if infos is not None:
+        infos.append(hydra_info())  # what the launcher hands over: the job's overrides and choices
     with open_dict(cfg):
         cfg.paths.output_dir = str(out_dir)
         del cfg.hydra
     return cfg
+
+
+def same_summary(a, b, what):
+    """Everything a single run's summary.json holds, equal, but timings and the output dir."""
+    assert set(a) == set(b), f"{what}: {set(a) ^ set(b)}"
+    for k in set(a) - {"epochs", "lr", "metrics", "output_dir", "startup_s", "fit_s", "wall_s"}:
+        assert a[k] == b[k], f"{what} {k}"
+    close(a["metrics"], b["metrics"], f"{what} metrics")
+    assert len(a["epochs"]) == len(b["epochs"])
+    for ea, eb in zip(a["epochs"], b["epochs"]):
+        close(ea, eb, f"{what} epoch {ea['epoch']}")
+    assert a["lr"] == b["lr"]
 
 
 def close(a, b, what):
@@ -58,16 +72,14 @@ def ckpt_state(out_dir, name):
 def test_each_stacked_seed_equals_the_seed_trained_alone(case, tmp_path):
     ov = BASE + CASES[case]
     alone = [train(job_cfg(ov + [f"seed={s}"], tmp_path / f"alone{s}")) for s in SEEDS]
-    cfgs = [job_cfg(ov + [f"seed={s}"], tmp_path / f"stacked{s}") for s in SEEDS]
+    infos = []
+    cfgs = [job_cfg(ov + [f"seed={s}"], tmp_path / f"stacked{s}", infos) for s in SEEDS]
     assert why_not_stacked(cfgs[0]) is None
-    stacked = train_group(cfgs, [INFO] * len(SEEDS))
+    stacked = train_group(cfgs, infos)
     for s, a, b in zip(SEEDS, alone, stacked):
         assert a["status"] == b["status"] == "ok", b.get("error")
-        close(a["metrics"], b["metrics"], f"seed {s} metrics")
-        assert len(a["epochs"]) == len(b["epochs"]) == 2
-        for ea, eb in zip(a["epochs"], b["epochs"]):
-            close(ea, eb, f"seed {s} epoch {ea['epoch']}")
-        assert a["lr"] == b["lr"]
+        same_summary(a, b, f"seed {s}")
+        assert len(b["epochs"]) == 2
         da, db = tmp_path / f"alone{s}", tmp_path / f"stacked{s}"
         assert sorted(p.name for p in (da / "checkpoints").iterdir()) == \
             sorted(p.name for p in (db / "checkpoints").iterdir())

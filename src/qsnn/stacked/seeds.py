@@ -83,10 +83,11 @@ class SeedJob:
         atomic_write_text(self.out_dir / "config_resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
         self.dm = build_datamodule(cfg)
         self.dm.prepare_data()
+        self.summary["num_classes"] = getattr(self.dm, "num_classes", None)  # the report's chance level
         self.module = build_module(cfg, self.dm)
         self.loggers = build_loggers(_several_wandb_runs(cfg))
         for lg in self.loggers:
-            lg.log_hyperparams(resolved)
+            lg.log_hyperparams({**resolved, "choices": self.summary["choices"]})
         n_params = sum(p.numel() for p in self.module.net.parameters())
         self.summary.update(weight_bits=self.module.weight_bits,
                             weight_saving_vs_fp32=32 * n_params / max(self.module.weight_bits, 1))
