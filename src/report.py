@@ -27,11 +27,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--wandb", action="store_true",
                    help="also log the table, plots and report.html to a run (job_type report) of the sweep's W&B "
-                        "group (the first dir's name); offline unless an API key is configured")
-    p.add_argument("--wandb-project", help="read runs from the W&B API (entity/project) instead of dirs; with "
-                                           "--wandb: the project to log to (default: qsnn)")
-    p.add_argument("--wandb-group", help="with --wandb-project: only this group (a sweep dir name); with --wandb: "
-                                         "the group to log to")
+                        "group (the first dir's name, in the jobs' W&B project); offline unless an API key is "
+                        "configured")
+    p.add_argument("--wandb-project", help="read runs from the W&B API (entity/project) instead of dirs")
+    p.add_argument("--wandb-group", help="with --wandb-project: only this group (a sweep dir name)")
     a = p.parse_args(argv)
     if not a.dirs and not a.wandb_project:
         p.error("give a multirun dir or --wandb-project")
@@ -41,10 +40,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def log_to_wandb(a: argparse.Namespace, res: dict) -> None:
-    from qsnn.report_wandb import log_report
+    from qsnn.report_wandb import log_report, wandb_target
 
-    entity, _, project = (a.wandb_project or "qsnn").rpartition("/")
-    group = a.wandb_group or Path(a.dirs[0] if a.dirs else a.out).resolve().name
+    if a.wandb_project:  # the runs came from this project and group
+        entity, _, project = a.wandb_project.rpartition("/")
+        group = a.wandb_group or Path(a.out).resolve().name
+    else:  # the jobs' own project (logger.wandb in their config) and group (the sweep dir's name)
+        target = wandb_target(a.dirs[0])
+        entity, project, group = target["entity"], target["project"] or "qsnn", Path(a.dirs[0]).resolve().name
     w = log_report(res, group=group, project=project, entity=entity or None)
     where = w["url"] or f"offline run {w['run_dir']}; upload it with: {w['sync']}"
     print(f"W&B report run (group {group}, job_type report): {where}")
@@ -53,7 +56,7 @@ def log_to_wandb(a: argparse.Namespace, res: dict) -> None:
 def main(argv=None) -> int:
     a = parse_args(argv)
     baseline = dict(kv.split("=", 1) for kv in a.baseline.split(",")) if a.baseline else None
-    runs = load_wandb_runs(a.wandb_project, a.wandb_group) if a.wandb_project and not a.dirs else None
+    runs = load_wandb_runs(a.wandb_project, a.wandb_group) if a.wandb_project else None
     try:
         res = make_report(a.dirs or [a.out], out=a.out, by_keys=a.by.split(",") if a.by else None,
                           baseline=baseline, target=a.target, plot_by=a.plot_by, runs=runs, plots=not a.no_plots)

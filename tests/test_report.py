@@ -161,8 +161,8 @@ def test_heatmap_cost_plot_and_self_contained_html(grid_report):
 
 
 def test_gaps_between_chance_level_settings_are_marked(grid_sweep, grid_report):
-    accs = [s["metrics"]["test/acc"] for s in grid_summaries(grid_sweep)]
-    assert max(accs) < 0.3  # a few batches: every setting sits near chance (10 classes)
+    means = [float(r["test_acc_mean"]) for r in csv.DictReader(open(grid_report[0] / "report.csv"))]
+    assert max(means) < 0.1 + 0.1 * 0.9  # a few batches: every setting sits at chance level (10 classes)
     md = (grid_report[0] / "report.md").read_text()
     gap_rows = [ln for ln in md.split("minus 4-bit test accuracy")[1].split("## ")[0].splitlines()
                 if ln.startswith(("| constant", "| cosine"))]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from qsnn.report import bits_key, cost_keys, infer_keys, load_runs, plot_key
+from qsnn.report_wandb import wandb_target
 
 
 # ----------------------------------------------------------------------------- what the sweep holds
@@ -43,14 +44,12 @@ def sweep_info(sweep_dir: str | Path) -> dict[str, Any]:
     keys = infer_keys(runs)
     choices = {k for r in runs for k in (r.get("choices") or {})}
     configs = [yaml.safe_load(p.read_text()) or {} for p in sorted(sweep_dir.glob("*/config_resolved.yaml"))]
-    wb = next((c["logger"]["wandb"] for c in configs if (c.get("logger") or {}).get("wandb")), {})
     optims = list(dict.fromkeys(str((c.get("optim") or {}).get("_target_", "")).split(".")[-1] for c in configs))
     bk = bits_key(keys)
     return {"group": sweep_dir.name, "runs": runs, "keys": keys, "bits": bk, "by": plot_key(keys),
             "config_key": {k: f"choices.{k}" if k in choices else k for k in keys},
             "values": {k: list(dict.fromkeys(r["params"].get(k, "") for r in runs)) for k in keys},
-            "costs": cost_keys(runs), "project": wb.get("project"), "entity": wb.get("entity"),
-            "lr_keys": [f"lr-{o}" for o in optims if o]}
+            "costs": cost_keys(runs), **wandb_target(sweep_dir), "lr_keys": [f"lr-{o}" for o in optims if o]}
 
 
 def _literal(value: str) -> str:

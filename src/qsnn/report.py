@@ -18,8 +18,9 @@ NAN = float("nan")
 # Never grouping keys: the seed is what we average over; paths and hydra keys only say where.
 IGNORED_PREFIXES = ("seed", "hydra.", "paths.", "data.seed", "print_config", "callbacks.progress_bar")
 DEFAULT_BASELINE = {"quant.bits": "32", "sched": "constant", "surrogate": "fast_sigmoid"}
-# A test accuracy within this much of chance (1/num_classes) counts as chance level.
-CHANCE_MARGIN = 0.05
+# A mean test accuracy less than this fraction of the way from chance (1/num_classes) to 100%
+# counts as chance level (10 classes: below 19%; 2 classes: below 55%).
+CHANCE_MARGIN = 0.1
 
 
 # ----------------------------------------------------------------------------- loading
@@ -169,12 +170,13 @@ def acc_summary(values: list[float]) -> dict:
     return s
 
 
-def at_chance(mean: float, ci_low: float, chance: float | None, margin: float = CHANCE_MARGIN) -> bool:
-    """Chance level: the mean within ``margin`` of 1/num_classes (a net that predicts the most
-    frequent class sits a little above 1/K) or the 95% CI reaching down to chance."""
+def at_chance(mean: float, chance: float | None, margin: float = CHANCE_MARGIN) -> bool:
+    """Chance level: the mean less than ``margin`` of the way from chance to 100% (a net that
+    predicts the most frequent class sits a little above 1/K). Judged on the mean, not the CI:
+    with 2 seeds a t-CI reaches chance even for a 90% mean, and that net did learn."""
     if chance is None or math.isnan(mean):
         return False
-    return mean < chance + margin or (not math.isnan(ci_low) and ci_low <= chance)
+    return mean < chance + margin * (1 - chance)
 
 
 def summarize_settings(runs: list[dict], keys: list[str], target: float) -> list[dict]:
@@ -199,7 +201,7 @@ def summarize_settings(runs: list[dict], keys: list[str], target: float) -> list
         row["epochs_to_target_reached"] = f"{len(reached)}/{len(ok)}"
         row["final_rate_mean"] = _mean(_finite(final_rate(r) for r in ok))
         row["chance"] = chance_of(ok or rs)
-        row["at_chance"] = at_chance(test["mean"], test["ci_low"], row["chance"])
+        row["at_chance"] = at_chance(test["mean"], row["chance"])
         for k in costs:
             row[f"{k.replace('/', '_')}_mean"] = _mean(_finite(metric(r, k) for r in ok))
         row["_test_values"] = test_values
@@ -244,8 +246,7 @@ def bit_gap(runs: list[dict], keys: list[str], by: str | None) -> list[dict]:
         a, b = (_finite(metric(r, "test/acc") for r in side[w]) for w in (hi, lo))
         if a and b:
             w = stats.welch(a, b)
-            chance = {k: at_chance((s := acc_summary(v))["mean"], s["ci_low"], chance_of(side[k]))
-                      for k, v in ((hi, a), (lo, b))}
+            chance = {k: at_chance(sum(v) / len(v), chance_of(side[k])) for k, v in ((hi, a), (lo, b))}
             note = ("both at chance level: not a meaningful gap" if all(chance.values())
                     else "".join(f"{k}-bit at chance level" for k, c in chance.items() if c))
             out.append({"by": combo[0] if combo else "all", "rest": ",".join(combo[1:]), "hi": hi, "lo": lo,
@@ -310,13 +311,15 @@ MD_COSTS = (("cost/footprint_bytes", "footprint (B)", ",.0f"), ("cost/synops", "
 def md_header(runs, rows, keys, target, sources, chance=None) -> str:
     n_failed = sum(r.get("status") != "ok" for r in runs)
     chance_txt = (f" Dashed lines in the plots: chance ({pct(chance)}% = 1/{round(1 / chance)} classes); "
-                  f"*(chance)* marks a test accuracy at chance level (mean within {pct(CHANCE_MARGIN, 0)} pp "
-                  "of chance, or its CI reaching it).") if chance else ""
+                  f"*(chance)* marks a mean test accuracy at chance level (less than {pct(CHANCE_MARGIN, 0)}% "
+                  "of the way from chance to 100%).") if chance else ""
     return "\n".join([
         f"Sources: {', '.join(map(str, sources))}  ",
         f"{len(runs)} jobs, {len(runs) - n_failed} ok, {n_failed} failed; {len(rows)} settings "
         f"(grouped by {', '.join(keys) or 'nothing: one setting'}).  ",
-        "Accuracies in %, mean ± std [95% t-CI, clipped to [0, 100]] over seeds; **bold** = best mean test acc "
+        "Accuracies in %, mean ± std [95% t-CI, clipped to [0, 100]] over seeds (the mean cannot leave [0, 100], "
+        "so clipping keeps the coverage; a bootstrap percentile CI would be far too narrow at 2-3 seeds); "
+        "**bold** = best mean test acc "
         f"for its bit-width; epochs to {pct(target, 0)}% val acc are averaged over the seeds that reached it."
         + chance_txt])
 

@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
+def wandb_target(sweep_dir: str | Path) -> dict[str, str | None]:
+    """{project, entity} the sweep's jobs logged to (their config's logger.wandb), None where unset."""
+    import yaml
+
+    for p in sorted(Path(sweep_dir).glob("*/config_resolved.yaml")):
+        wb = ((yaml.safe_load(p.read_text()) or {}).get("logger") or {}).get("wandb") or {}
+        if wb:
+            return {"project": wb.get("project"), "entity": wb.get("entity")}
+    return {"project": None, "entity": None}
+
+
 def _cell(v: Any) -> Any:
     """Table cells: NaN as None (missing), everything else as it is."""
     return None if isinstance(v, float) and math.isnan(v) else v
