@@ -94,7 +94,7 @@ def build_report(info: dict, entity: str, project: str, resolve_projects: bool =
     blocks += [wr.H2("Learning rate per step"),
                wr.PanelGrid(runsets=[runset("sweep", groupby=[by] if by else [])],
                             panels=[wr.LinePlot(title="learning rate", x="trainer/global_step", y=info["lr_keys"],
-                                                metric_regex="^lr-")])]
+                                                metric_regex="^(lr-.*|.*/lr|lr)$")])]
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(ck[k]), display_name=k) for k in keys]
     columns.append(wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("test/acc"), display_name="test/acc"))
     blocks += [wr.H2("Swept keys to test accuracy"),
