@@ -53,7 +53,7 @@ def write_idx(path, arr: np.ndarray, gz=False):
     (gzip.open if gz else open)(path, "wb").write(data)
 
 
-def make_mnist(root, n_train=60, n_test=20, gz=False, sub=""):
+def make_mnist(root, n_train=60, n_test=20, gz=False, sub="", dotted=False):
     d = root / sub if sub else root
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -61,14 +61,18 @@ def make_mnist(root, n_train=60, n_test=20, gz=False, sub=""):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = (np.arange(n) % 10).astype(np.uint8)
         ext = ".gz" if gz else ""
-        write_idx(d / (IDX_FILES[f"{split}_images"] + ext), images, gz)
-        write_idx(d / (IDX_FILES[f"{split}_labels"] + ext), labels, gz)
+        for kind, arr in (("images", images), ("labels", labels)):
+            name = IDX_FILES[f"{split}_{kind}"]
+            write_idx(d / ((name.replace("-idx", ".idx") if dotted else name) + ext), arr, gz)
     return d
 
 
-@pytest.mark.parametrize("gz,sub", [(False, ""), (True, "MNIST/raw")])
-def test_idx_datamodule_reads_raw_and_gz(tmp_path, gz, sub):
-    make_mnist(tmp_path, gz=gz, sub=sub)
+@pytest.mark.parametrize("gz,sub,dotted", [(False, "", False), (True, "MNIST/raw", False),
+                                           (False, "", True), (True, "MNIST", True)])
+def test_idx_datamodule_reads_raw_and_gz(tmp_path, gz, sub, dotted):
+    """Dashed (train-images-idx3-ubyte) and dotted (train-images.idx3-ubyte) names, raw and .gz."""
+    d = make_mnist(tmp_path, gz=gz, sub=sub, dotted=dotted)
+    assert ("train-images.idx3-ubyte" + (".gz" if gz else "") in {p.name for p in d.iterdir()}) == dotted
     dm = IDXDataModule(root=str(tmp_path), val_size=10, batch_size=8)
     dm.prepare_data()
     dm.setup()
@@ -83,7 +87,7 @@ def test_idx_missing_files_lists_expected_names(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "data.root=" in msg
     for stem in IDX_FILES.values():
-        assert stem in msg
+        assert stem in msg and stem.replace("-idx", ".idx") in msg  # both accepted forms
 
 
 def test_idx_bad_magic_truncated_and_label_mismatch(tmp_path):

@@ -2,7 +2,8 @@
 
 Files looked for in ``root``, ``root/<Name>/raw`` (torchvision's layout) and ``root/<Name>``:
     train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
-each optionally ending in .gz. The validation set is a seeded, stratified slice of train.
+each optionally ending in .gz, or in the dotted form common redistributions ship
+(``train-images.idx3-ubyte``, raw or .gz). The validation set is a seeded, stratified slice of train.
 """
 from __future__ import annotations
 
@@ -50,19 +51,26 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
+def file_names(stem: str) -> tuple[str, ...]:
+    """The accepted names of one IDX file: dashed and dotted (``-idx3`` / ``.idx3``), raw or .gz."""
+    dotted = stem.replace("-idx", ".idx")
+    return stem, stem + ".gz", dotted, dotted + ".gz"
+
+
 def find_idx_files(root: str | Path, name: str) -> dict[str, Path]:
     root = Path(root).expanduser()
     dirs = [root, root / name / "raw", root / name]
     found, missing = {}, []
     for key, stem in IDX_FILES.items():
-        hit = next((d / f for d in dirs for f in (stem, stem + ".gz") if (d / f).is_file()), None)
+        hit = next((d / f for d in dirs for f in file_names(stem) if (d / f).is_file()), None)
         if hit is None:
             missing.append(stem)
         else:
             found[key] = hit
     if missing:
+        listed = ", ".join(f"{m}[.gz] (or {m.replace('-idx', '.idx')}[.gz])" for m in missing)
         raise DataFileError(
-            f"data.root={str(root)!r}: {name} files missing: {', '.join(m + '[.gz]' for m in missing)}; "
+            f"data.root={str(root)!r}: {name} files missing: {listed}; "
             f"put the four IDX files in {root} or {root / name / 'raw'}"
         )
     return found
