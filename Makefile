@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,tensorboard]"
 	# neurobench only with --no-deps (its deps pull torchaudio); tests cross-check our cost metrics with it
 	$(PY) -m pip install -q --no-deps "neurobench>=2.3,<3"
 	touch $(STAMP)

@@ -1,9 +1,14 @@
-"""Small callbacks Lightning does not ship: per-epoch wall time and a local metric history."""
+"""Small callbacks Lightning does not ship: per-epoch wall time and a local metric history; and two
+Lightning callbacks adjusted (the progress bar without ``v_num``; the LR monitor kept only with a logger)."""
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+
+log = logging.getLogger("qsnn")
 
 
 def _floats(metrics) -> dict[str, float]:
@@ -14,6 +19,16 @@ def _floats(metrics) -> dict[str, float]:
         except (TypeError, ValueError):
             pass
     return out
+
+
+def say(trainer, text: str) -> None:
+    """One line of output that never breaks a live rich progress bar: printed through the bar's own
+    console (rich then draws it above the bar), else logged (``qsnn`` logger)."""
+    console = getattr(trainer.progress_bar_callback, "_console", None)
+    if console is not None:
+        console.print(text, highlight=False, soft_wrap=True)
+    else:
+        log.info(text)
 
 
 class EpochTimer(L.Callback):
@@ -32,8 +47,7 @@ class EpochTimer(L.Callback):
         pl_module.log("time/epoch_s", dt)
         if self.verbose:
             m = _floats(trainer.callback_metrics)
-            print(f"epoch {trainer.current_epoch:3d}  {dt:6.2f}s  val/acc {m.get('val/acc', float('nan')):.4f}",
-                  flush=True)
+            say(trainer, f"epoch {trainer.current_epoch:3d}  {dt:6.2f}s  val/acc {m.get('val/acc', float('nan')):.4f}")
 
 
 class History(L.Callback):
@@ -86,3 +100,22 @@ class ClampWeights(L.Callback):
             for p in pl_module.parameters():
                 if p.dim() > 1:
                     p.clamp_(self.min, self.max)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's RichProgressBar without ``v_num``: the logger's version (a W&B run id and a
+    counter, e.g. ``6m_0``) says nothing in a bar; the run is named in the end-of-run table."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
+
+def drop_logger_callbacks(callbacks: list, loggers: list) -> list:
+    """Without a logger (``logger=none``, ``debug=fast_dev_run``) Lightning's LearningRateMonitor stops
+    the run ("Cannot use LearningRateMonitor callback with Trainer that has no logger"): leave it out.
+    The LR of every step is still in summary.json (History)."""
+    if loggers:
+        return callbacks
+    return [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

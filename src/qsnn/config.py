@@ -4,7 +4,8 @@
                         (WANDB_API_KEY or a ~/.netrc entry), else "offline". Never prompts.
 - ``${wandb_group:}`` : the multirun's sweep-dir name (all jobs of one multirun share it);
                         the run dir name for a single run.
-- ``${run_name:}``    : the job's overrides as a name, e.g. ``quant.bits=4,sched=cosine``.
+- ``${run_name:}``    : the job's overrides as a name, e.g. ``quant.bits=4,sched=cosine``; without
+                        overrides the chosen options, e.g. ``digits-fcsnn-uniform-fast_sigmoid-cosine``.
 """
 from __future__ import annotations
 
@@ -42,15 +43,22 @@ def wandb_group() -> str | None:
     return Path(hc.runtime.output_dir).name
 
 
+NAME_GROUPS = ("data", "model", "quant", "surrogate", "sched")
+
+
 def run_name() -> str | None:
-    """A readable run name from the job's command-line overrides (None when there are none)."""
+    """A readable run name: the job's command-line overrides, else its main group choices
+    (a W&B run without a name shows up unnamed until it is synced). None outside Hydra."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        name = HydraConfig.get().job.override_dirname
+        hc = HydraConfig.get()
     except (ImportError, ValueError):
         return None
-    return name or None
+    if hc.job.override_dirname:
+        return hc.job.override_dirname
+    choices = hc.runtime.choices
+    return "-".join(str(choices[g]) for g in NAME_GROUPS if choices.get(g)) or None
 
 
 def register_resolvers() -> None:

@@ -4,6 +4,8 @@ Each message names the key, the value given and what is allowed.
 """
 from __future__ import annotations
 
+import importlib.util
+
 from omegaconf import DictConfig, OmegaConf
 
 ALLOWED_BITS = set(range(1, 9)) | {32}
@@ -59,6 +61,7 @@ def validate(cfg: DictConfig) -> None:
     if epochs is not None and epochs < 1 and epochs != -1:
         raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")
     _validate_methods(cfg)
+    _validate_logger_packages(cfg)
 
 
 def _validate_methods(cfg: DictConfig) -> None:
@@ -101,3 +104,17 @@ def _validate_methods(cfg: DictConfig) -> None:
     sp = _number(cfg, "loss.sparsity.weight")
     if sp is not None and sp < 0:
         raise ConfigError(f"loss.sparsity.weight={sp!r} is not allowed: must be >= 0 (0 = off)")
+
+
+# optional extras (pyproject [project.optional-dependencies]) that a logger option needs:
+# logger class name -> (modules any of which will do, the extra that installs one)
+LOGGER_EXTRAS = {"TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
+def _validate_logger_packages(cfg: DictConfig) -> None:
+    for name, lg in (_get(cfg, "logger") or {}).items():
+        target = str(lg.get("_target_", "")) if isinstance(lg, DictConfig) else ""
+        needs = LOGGER_EXTRAS.get(target.rsplit(".", 1)[-1])
+        if needs and not any(importlib.util.find_spec(m) is not None for m in needs[0]):
+            raise ConfigError(f"logger={name} needs the {needs[0][0]} package, which is not installed: "
+                              f"pip install 'qsnn[{needs[1]}]' (or use logger=wandb, csv or none)")

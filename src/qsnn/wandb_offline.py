@@ -43,7 +43,8 @@ def iter_records(path: str | Path) -> Iterator[Any]:
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """{id, name, group, tags, project, config, summary} of one offline run file."""
+    """{id, name, group, tags, project, config, summary} of one offline run file (summary: the
+    run's final summary, keys with slashes kept whole, e.g. ``summary["test/acc"]``)."""
     out: dict[str, Any] = {"config": {}, "summary": {}}
     for rec in iter_records(path):
         kind = rec.WhichOneof("record_type")
@@ -51,14 +52,33 @@ def read_run(path: str | Path) -> dict[str, Any]:
             r = rec.run
             out.update(id=r.run_id, name=r.display_name, group=r.run_group, tags=list(r.tags), project=r.project)
             for u in r.config.update:
-                out["config"][u.key] = json.loads(u.value_json)
+                _set(out["config"], _path(u), json.loads(u.value_json))
         elif kind == "config":
             for u in rec.config.update:
-                out["config"][u.key] = json.loads(u.value_json)
+                _set(out["config"], _path(u), json.loads(u.value_json))
         elif kind == "summary":
             for u in rec.summary.update:
-                out["summary"][u.key] = json.loads(u.value_json)
+                _set(out["summary"], _path(u), json.loads(u.value_json))
+            for u in rec.summary.remove:
+                _set(out["summary"], _path(u), None, remove=True)
     return out
+
+
+def _path(item) -> list[str]:
+    """An item's key path: wandb >= 0.2x writes ``key`` empty and the path in ``nested_key``, where
+    ``["val/acc"]`` is one key with a slash and ``["_wandb", "runtime"]`` a nested one."""
+    return [item.key] if item.key else list(item.nested_key)
+
+
+def _set(tree: dict, path: list[str], value: Any, remove: bool = False) -> None:
+    for key in path[:-1]:
+        if not isinstance(tree.get(key), dict):
+            tree[key] = {}
+        tree = tree[key]
+    if remove:
+        tree.pop(path[-1], None)
+    else:
+        tree[path[-1]] = value
 
 
 def find_run_files(directory: str | Path) -> list[Path]:
