@@ -11,23 +11,25 @@ import hydra
 from omegaconf import DictConfig
 
 import qsnn.config  # noqa: F401
+from qsnn.console import print_run_summary
 from qsnn.data.idx import DataFileError
 from qsnn.export import check_formats
+from qsnn.quiet import silence_library_noise
 from qsnn.runner import evaluate
 from qsnn.validate import ConfigError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
+    silence_library_noise()
     try:
         if cfg.get("export"):
             check_formats(cfg.export)  # before the test run, not after
-        metrics = evaluate(cfg)
+        summary = evaluate(cfg)
     except (ConfigError, DataFileError, FileNotFoundError) as e:
         print(f"error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         sys.exit(1)
-    for k, v in sorted(metrics.items()):
-        print(f"{k}: {v:.4f}")
+    print_run_summary(summary, title="Test of the checkpoint")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qsnn.callbacks import EpochSchedules, History
+from qsnn.callbacks import EpochSchedules, History, drop_logger_callbacks
 from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
 from qsnn.quant.apply import quantize_weights
@@ -201,8 +201,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams({**resolved, "choices": summary["choices"]})
             if chosen:
                 lg.log_hyperparams({"surrogate_stability": chosen})
-        trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg) + [history, EpochSchedules()],
-                              logger=loggers or False)
+        summary["wandb"] = wandb_info(loggers)
+        callbacks = drop_logger_callbacks(build_callbacks(cfg), loggers) + [history, EpochSchedules()]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         summary["weight_bits"] = module.weight_bits
         n_params = sum(p.numel() for p in module.net.parameters())
         summary["weight_saving_vs_fp32"] = 32 * n_params / max(module.weight_bits, 1)
@@ -244,13 +245,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def wandb_info(loggers: list) -> dict[str, Any] | None:
+    """The job's W&B run: {id, mode, dir, url, sync} (qsnn.wandb_logger.run_info), None without one."""
+    from qsnn.wandb_logger import run_info
+
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            return run_info(lg.experiment)
+    return None
+
+
 def _mark_wandb(loggers: list, summary: dict[str, Any]) -> None:
-    """Put the job's status (and why it failed) in its W&B run summary, and close the run with a
-    matching exit code (W&B shows a failed job as failed); finishing also flushes the run file."""
+    """Put the job's status (and why it failed), its test and cost metrics and its times in its W&B
+    run summary, and close the run with a matching exit code (W&B shows a failed job as failed);
+    finishing also flushes the run file."""
+    metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if k.startswith(("test/", "cost/"))}
+    times = {f"time/{k}": summary[k] for k in ("startup_s", "fit_s", "wall_s") if k in summary}
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
             try:
-                lg.experiment.summary.update({"status": summary["status"], "error": summary.get("error", "")})
+                lg.experiment.summary.update({"status": summary["status"], "error": summary.get("error", ""),
+                                              **metrics, **times})
                 lg.experiment.finish(exit_code=0 if summary["status"] == "ok" else 1)
             except Exception as e:  # W&B trouble must not hide the run's own result
                 log.warning("W&B: could not record the job's status (%s)", f"{type(e).__name__}: {e}".splitlines()[0])
@@ -270,7 +285,9 @@ def _has_best_ckpt(trainer: L.Trainer) -> bool:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test a checkpoint (``ckpt_path``) with the model described by the config."""
+    """Test a checkpoint (``ckpt_path``) with the model described by the config. Returns the
+    summary dict, also written to summary.json in the output dir (task "eval")."""
+    t_start = time.perf_counter()
     validate(cfg)
     if not cfg.get("ckpt_path"):
         raise FileNotFoundError("ckpt_path is required: src/eval.py ckpt_path=/path/to/checkpoint.ckpt")
@@ -280,11 +297,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dm.prepare_data()
     module = build_module(cfg, dm)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
-    trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=True)
+    t_test = time.perf_counter()
+    trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)  # the table: qsnn.console
     metrics = {**_metrics(trainer), **log_test_cost(trainer, module, dm, [])}
+    summary = {"status": "ok", "task": "eval", **hydra_info(), "ckpt_path": str(cfg.ckpt_path), "bits": cfg.quant.bits,
+               "output_dir": str(cfg.paths.output_dir), "metrics": metrics, "startup_s": t_test - t_start,
+               "test_s": time.perf_counter() - t_test}
     if cfg.get("export"):
         from qsnn.export import export
 
         for path in export(module.net, cfg.export, Path(cfg.paths.output_dir), list(dm.input_shape)):
             print(f"exported: {path}")
-    return metrics
+    if is_rank_zero():
+        atomic_write_text(Path(cfg.paths.output_dir) / "summary.json", json.dumps(summary, indent=1, default=str))
+    return summary
