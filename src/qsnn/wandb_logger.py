@@ -4,8 +4,10 @@ Added to ``lightning.pytorch.loggers.WandbLogger`` (which is kept for everything
 - ``define_metric``: epoch metrics (``val/*``, ``train/loss|acc|rate_*``, ``time/epoch_s``) are plotted
   against ``epoch``; the summary of ``val/acc`` is its max and of ``val/loss`` its min (not the
   last epoch's value).
-- the ``qsnn`` package's source saved as a code artifact (``log_code``: ~60 small files, offline
-  too), besides ``save_code`` in conf/logger/wandb.yaml for the entry script.
+- the code saved as a W&B code artifact ``qsnn-source`` (``log_code``): the ``qsnn`` package and
+  the entry scripts beside it (src/train.py, eval.py, report.py), ~60 small files, offline too.
+  (``wandb.init(save_code=True)`` saved nothing here: it keeps only the main script, and not
+  under Hydra's launch.)
 - no ``anonymous`` argument: Lightning passes ``anonymous=None`` to ``wandb.init``, and
   wandb >= 0.19 then warns "The anonymous setting has no effect" on every run.
 """
@@ -22,6 +24,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 EPOCH_METRICS = ("val/acc_best", "train/loss", "train/acc", "train/sparsity_loss", "time/epoch_s")
 EPOCH_GLOBS = ("val/rate_layer*", "train/rate_layer*")
 SUMMARY = {"val/acc": "max", "val/loss": "min"}
+ENTRY_SCRIPTS = ("train.py", "eval.py", "report.py")
 
 
 def define_metrics(run) -> None:
@@ -55,8 +58,18 @@ class WandbLogger(LightningWandbLogger):
         if fresh and self._experiment is not None and hasattr(run, "define_metric"):  # not on ranks > 0
             define_metrics(run)
             if self._log_code:
-                import qsnn
-
-                run.log_code(root=str(Path(qsnn.__file__).parent), name="qsnn-source",
-                             include_fn=lambda path, root=None: path.endswith(".py"))
+                save_code(run)
         return run
+
+
+def save_code(run) -> None:
+    import qsnn
+
+    pkg = Path(qsnn.__file__).resolve().parent
+    src = pkg.parent if (pkg.parent / "train.py").is_file() else pkg  # src/ of a checkout; never site-packages
+
+    def include(path: str, root: str | None = None) -> bool:
+        rel = Path(path).resolve().relative_to(src)
+        return rel.suffix == ".py" and (src == pkg or rel.parts[0] == "qsnn" or str(rel) in ENTRY_SCRIPTS)
+
+    run.log_code(root=str(src), name="qsnn-source", include_fn=include)
