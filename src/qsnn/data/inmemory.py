@@ -51,6 +51,10 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.splits[split]
+        if self.trainer is not None and self.trainer.overfit_batches:
+            # debug=overfit: Lightning swaps any other sampler for a SequentialSampler, and ours (a
+            # BatchSampler with batch_size=None) would then yield single samples: a plain, unshuffled loader
+            return DataLoader(ds, batch_size=self.batch_size if shuffle else self.eval_batch_size, num_workers=0)
         if shuffle:
             sampler = EpochShuffledBatches(ds, self.batch_size, self.seed)
         else:
