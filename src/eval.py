@@ -21,7 +21,7 @@ from qsnn.validate import ConfigError
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    silence_library_noise()
+    silence_library_noise(testing_a_checkpoint=True)
     try:
         if cfg.get("export"):
             check_formats(cfg.export)  # before the test run, not after

@@ -1,6 +1,8 @@
 """NIR / npz export of a trained checkpoint, read back and simulated outside the model."""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import nir
@@ -10,6 +12,8 @@ import torch
 from snntorch import surrogate
 
 from conftest import TINY
+from qsnn.console import pct
+from test_end_of_run import unexpected_stderr
 from qsnn.export import ConfigError, _order, export, simulate, to_nir
 from qsnn.models.csnn import csnn
 from qsnn.quant.apply import quantize_weights, weight_layers
@@ -35,8 +39,14 @@ def test_trained_checkpoint_round_trips_through_nir_and_npz(run, make_cfg, tmp_p
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     r = run("eval.py", f"ckpt_path={ckpt}", "export=[nir,npz]")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "cost/synops:" in r.stdout
     out = Path(next(line for line in r.stdout.splitlines() if line.startswith("exported:")).split()[1]).parent
+    # eval's end-of-run table shows the numbers of its summary.json
+    ev = json.loads((out / "summary.json").read_text())
+    assert ev["task"] == "eval" and ev["status"] == "ok" and ev["ckpt_path"] == str(ckpt)
+    assert re.search(rf"test accuracy +{re.escape(pct(ev['metrics']['test/acc']))} +loss {ev['metrics']['test/loss']:.4f}",
+                     r.stdout), r.stdout[-2000:]
+    assert re.search(rf"synaptic ops / sample +{ev['metrics']['cost/synops']:,.0f} ", r.stdout)
+    assert unexpected_stderr(r.stderr) == [], r.stderr  # no library noise in eval either
     graph, npz = nir.read(out / "model.nir"), np.load(out / "model_int.npz")
 
     # the checkpointed 4-bit model, and its predictions on a small test batch

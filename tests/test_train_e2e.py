@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import TINY
+from qsnn.console import pct
+from test_end_of_run import unexpected_stderr
 from qsnn.runner import train
 from qsnn.wandb_offline import find_run_files, read_run
 
 
 def test_multirun_bits_4_32_cosine_restart(run, tmp_path):
-    r = run("train.py", "-m", "quant.bits=4,32", "sched=cosine_restart", *TINY)
+    tiny = [o for o in TINY if not o.startswith("print_config=")]  # the config tree: printed once
+    r = run("train.py", "-m", "quant.bits=4,32", "sched=cosine_restart", *tiny)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert unexpected_stderr(r.stderr) == []
+    assert r.stdout.count("CONFIG") == 1
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
@@ -23,6 +29,11 @@ def test_multirun_bits_4_32_cosine_restart(run, tmp_path):
         files = find_run_files(job)
         assert len(files) == 1, files  # exactly one W&B run per job, inside the job's dir
         runs.append(read_run(files[0]))
+        # the end-of-multirun table: one row per job with the numbers of its summary.json
+        assert re.search(rf"\n +{job.name} +quant\.bits={bits} +ok +{re.escape(pct(summary['metrics']['test/acc']))} ",
+                         r.stdout), r.stdout[-2000:]
+    assert f"report:     python src/report.py {sweeps[0]}" in r.stdout
+    assert f"upload: wandb sync {sweeps[0]}/*/wandb/offline-run-*" in r.stdout
     assert runs[0]["id"] != runs[1]["id"]
     assert runs[0]["group"] == runs[1]["group"] == sweeps[0].name
     assert runs[0]["tags"] == ["digits", "bits4", "cosine_restart", "fast_sigmoid"]
