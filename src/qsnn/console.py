@@ -163,7 +163,7 @@ def print_sweep_summary(sweep_dir: str | Path) -> None:
                       f"{fit:.1f}" if isinstance(fit, (int, float)) else "-",
                       style=None if s.get("status") == "ok" else "red")
     _console().print(table)
-    for line in sweep_lines(Path(sweep_dir), [s for s in done]):
+    for line in sweep_lines(Path(sweep_dir), done):
         print(line, flush=True)
 
 
