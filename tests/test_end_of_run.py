@@ -84,3 +84,25 @@ def test_help_lists_groups_options_and_examples(monkeypatch, capsys):
                  "callbacks: default, none", "quant: sigmoid_sum, uniform"):
         assert line in out
     assert out.count("python src/train.py") >= 3 and "--shell-completion" in out
+
+
+def test_sweep_table_marks_failed_and_missing_jobs(tmp_path, capsys, monkeypatch):
+    """Jobs as summary.json leaves them: ok, failed (before training), and killed (no summary.json)."""
+    from qsnn.console import print_sweep_summary
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "multiruns" / "x"
+    for num, status, metrics in (("0", "ok", {"test/acc": 0.8125}), ("1", "failed", {}), ("2", None, None)):
+        (sweep / num).mkdir(parents=True)
+        if status:
+            (sweep / num / "summary.json").write_text(json.dumps(
+                {"status": status, "overrides": [f"quant.bits={4 + int(num)}", "seed=1"], "metrics": metrics,
+                 "epochs": [{"epoch": 0, "val/acc": 0.5}, {"epoch": 1, "val/acc": 0.75}], "fit_s": 3.25}))
+    (sweep / "report.md").write_text("# report\n")
+    print_sweep_summary(sweep)
+    out = capsys.readouterr().out
+    assert re.search(r"\n +0 +quant\.bits=4 +ok +81\.25 % +75\.00 % +3\.2", out)
+    assert re.search(r"\n +1 +quant\.bits=5 +failed +- +75\.00 %", out)
+    assert re.search(r"\n +2 +no summary\.json", out)
+    assert "seed=1" not in out  # the same in every job: not a column's worth
+    assert "report:     multiruns/x/report.md" in out and "wandb sync" not in out
