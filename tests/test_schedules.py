@@ -68,3 +68,32 @@ def test_sched_configs_build(make_cfg, name):
     factory = instantiate(make_cfg(f"sched={name}").sched)
     seq = lrs(factory, 30, steps_per_epoch=10, total_steps=30)
     assert all(math.isfinite(v) and v >= 0 for v in seq)
+
+
+def test_periods_as_fraction_of_the_run_follow_total_steps():
+    """sched.T_max_frac / T_0_frac: the same schedule shape at any run length."""
+    import torch
+
+    from qsnn import schedules
+
+    for total in (40, 400):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        s = schedules.cosine_periodic(opt, steps_per_epoch=7, total_steps=total, T_max_frac=0.25, T_max_epochs=5)
+        assert s.T_max == total // 4  # the fraction wins over T_max_epochs
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        assert schedules.cosine_restart(opt, total_steps=total, T_0_frac=0.5).T_0 == total // 2
+
+
+@pytest.mark.parametrize("key", ["sched.T_max_frac", "sched.T_0_frac"])
+@pytest.mark.parametrize("value", [0, 1.5, -0.2])
+def test_fraction_outside_0_1_is_one_line_error(key, value):
+    from omegaconf import OmegaConf
+
+    from qsnn.validate import ConfigError, _validate_sched_fractions
+
+    cfg = OmegaConf.create({})
+    OmegaConf.update(cfg, key, value)
+    with pytest.raises(ConfigError, match=rf"{key}={float(value)!r} is not allowed: .*\(0, 1\]"):
+        _validate_sched_fractions(cfg)
+    OmegaConf.update(cfg, key, 1.0)
+    _validate_sched_fractions(cfg)  # 1.0 (one period = the whole run) is fine

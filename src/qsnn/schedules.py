@@ -2,7 +2,8 @@
 
 Thin factories over torch's schedulers: each takes the optimizer plus the run's
 ``steps_per_epoch``/``total_steps`` (filled in by the LightningModule) so periods can be
-given in steps or epochs. ``warmup_steps`` > 0 puts a linear warm-up in front of any of them.
+given in steps, epochs or as a fraction of the run's total steps (``*_frac``: the same schedule
+shape at any run length; studies use these). ``warmup_steps`` > 0 puts a linear warm-up in front of any of them.
 
 - constant        : the LR never changes.
 - cosine          : one cosine anneal over the whole run (CosineAnnealingLR, T_max=total).
@@ -19,10 +20,17 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as S
 
 
-def _steps(steps: int | None, epochs: float | None, steps_per_epoch: int, name: str) -> int:
-    if steps is None and epochs is None:
-        raise ValueError(f"sched: give {name} in steps or {name}_epochs")
-    n = int(steps) if steps is not None else int(round(float(epochs) * steps_per_epoch))
+def _steps(steps: int | None, epochs: float | None, steps_per_epoch: int, name: str,
+           frac: float | None = None, total_steps: int = 1) -> int:
+    """The period in steps: ``name`` (steps) first, then ``{name}_frac`` x total steps, then epochs."""
+    if steps is not None:
+        n = int(steps)
+    elif frac is not None:
+        n = int(round(float(frac) * int(total_steps)))
+    elif epochs is not None:
+        n = int(round(float(epochs) * steps_per_epoch))
+    else:
+        raise ValueError(f"sched: give {name} in steps, {name}_frac or {name}_epochs")
     return max(n, 1)
 
 
@@ -43,14 +51,14 @@ def cosine(optimizer, steps_per_epoch=1, total_steps=1, eta_min=0.0, warmup_step
 
 
 def cosine_periodic(optimizer, steps_per_epoch=1, total_steps=1, T_max=None, T_max_epochs=None,
-                    eta_min=0.0, warmup_steps=0):
-    t_max = _steps(T_max, T_max_epochs, steps_per_epoch, "T_max")
+                    eta_min=0.0, warmup_steps=0, T_max_frac=None):
+    t_max = _steps(T_max, T_max_epochs, steps_per_epoch, "T_max", T_max_frac, total_steps)
     return _with_warmup(optimizer, S.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=eta_min), warmup_steps)
 
 
 def cosine_restart(optimizer, steps_per_epoch=1, total_steps=1, T_0=None, T_0_epochs=None, T_mult=1,
-                   eta_min=0.0, warmup_steps=0):
-    t0 = _steps(T_0, T_0_epochs, steps_per_epoch, "T_0")
+                   eta_min=0.0, warmup_steps=0, T_0_frac=None):
+    t0 = _steps(T_0, T_0_epochs, steps_per_epoch, "T_0", T_0_frac, total_steps)
     sched = S.CosineAnnealingWarmRestarts(optimizer, T_0=t0, T_mult=int(T_mult), eta_min=eta_min)
     return _with_warmup(optimizer, sched, warmup_steps)
 

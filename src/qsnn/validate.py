@@ -62,6 +62,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")
     _validate_methods(cfg)
     _validate_logger_packages(cfg)
+    _validate_sched_fractions(cfg)
 
 
 def _validate_methods(cfg: DictConfig) -> None:
@@ -118,3 +119,11 @@ def _validate_logger_packages(cfg: DictConfig) -> None:
         if needs and not any(importlib.util.find_spec(m) is not None for m in needs[0]):
             raise ConfigError(f"logger={name} needs the {needs[0][0]} package, which is not installed: "
                               f"pip install 'qsnn[{needs[1]}]' (or use logger=wandb, csv or none)")
+
+
+def _validate_sched_fractions(cfg: DictConfig) -> None:
+    """Schedule periods given as a fraction of the run's total steps (sched.*_frac)."""
+    for key in ("sched.T_max_frac", "sched.T_0_frac"):
+        v = _number(cfg, key)
+        if v is not None and not 0.0 < v <= 1.0:
+            raise ConfigError(f"{key}={v!r} is not allowed: a fraction of the run's total steps must be in (0, 1]")
