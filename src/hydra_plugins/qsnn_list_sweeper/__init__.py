@@ -1,0 +1,1 @@
+"""qsnn's Hydra sweeper plugin: hydra/sweeper=list (see list_sweeper.py)."""

@@ -1,0 +1,120 @@
+"""Run a study of sweeps/ end to end (``make sweep``): its protocol when it has a ``protocol:`` block
+(tune -> confirmation rounds -> report with a ``## Verdict``), else its plain grid (+ report).
+
+    python src/study.py standard --dir logs/sweeps/standard/<timestamp> [--n-jobs 2] [overrides...]
+
+Re-running with the same --dir continues the study: finished jobs are never launched again (job
+dirs are named by phase/arm/trial or seed), and an interrupted job resumes from its last checkpoint
+(``resume=true``). Each phase or round is one Hydra multirun through the study's launcher
+(``hydra/sweeper=list`` with the round's jobs), so joblib or the stacked launcher apply.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS, CONF = ROOT / "sweeps", ROOT / "conf"
+
+
+def compose_study(name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        return compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]", *overrides])
+
+
+def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra: list[str], tag: str) -> None:
+    """One Hydra multirun over ``jobs`` (each {'dir', 'overrides'}) into ``out``."""
+    if not jobs:
+        return
+    jobs_file = out / f"jobs_{tag}.yaml"
+    jobs_file.write_text(yaml.safe_dump([j["overrides"] + [f"hydra.sweep.subdir={j['dir']}"] for j in jobs]))
+    with open(out / "launches.jsonl", "a") as f:  # what ran when: a re-launched study appends
+        f.write(json.dumps({"time": time.time(), "tag": tag, "jobs": [j["dir"] for j in jobs]}) + "\n")
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "--config-dir", str(SWEEPS), "--config-name", study,
+           "hydra/sweeper=list", f"hydra.sweeper.jobs_file={jobs_file}", f"hydra.sweep.dir={out}", "resume=true",
+           *([f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []), *extra]
+    print(f"[study] {tag}: {len(jobs)} jobs", flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def summaries(out: Path, jobs: list[dict]) -> dict[str, dict]:
+    res = {}
+    for j in jobs:
+        try:
+            res[j["dir"]] = json.loads((out / j["dir"] / "summary.json").read_text())
+        except (OSError, ValueError):
+            pass
+    return res
+
+
+def finished(s: dict | None) -> bool:
+    return bool(s) and s.get("status") in ("ok", "failed")  # interrupted / running: launch again (resume)
+
+
+def run_protocol(study: str, cfg, out: Path, n_jobs: int | None, extra: list[str]) -> dict:
+    from qsnn.protocol import Protocol, analyze, arm_id, confirm_job, select_best, tune_jobs
+
+    p = Protocol.from_cfg(cfg.protocol)
+    tjobs = tune_jobs(p)
+    done = summaries(out, tjobs)
+    multirun(study, out, [j for j in tjobs if not finished(done.get(j["dir"]))], n_jobs, extra, "tune")
+    best = select_best(p, summaries(out, tjobs))
+    arms = {arm_id(a): a for a in p.arm_list() if arm_id(a) in best}
+    if len(arms) < len(p.arm_list()):
+        print(f"[study] no finished tuning trial for: {sorted(set(map(arm_id, p.arm_list())) - set(arms))}")
+    for look in range(1, 2 * len(p.seeds) + 2):
+        cjobs = [confirm_job(p, arms[a], best[a]["params"], s) for a in arms for s in range(1, p.n_max + 1)]
+        res = summaries(out, cjobs)
+        done: dict[str, dict[int, float]] = {a: {} for a in arms}
+        for j in cjobs:
+            s = res.get(j["dir"])
+            if finished(s):
+                v = (s.get("metrics") or {}).get(p.metric) if s.get("status") == "ok" else None
+                done[j["arm"]][j["seed"]] = float(v) if v is not None else math.nan
+        state = analyze(p, done) if len(arms) == len(p.arm_list()) else {"finished": True, "looks": []}
+        if state["finished"]:
+            return {"protocol": p, "best": best, "state": state, "arms": arms}
+        todo = [j for j in cjobs if j["seed"] in state["pending"].get(j["arm"], [])]
+        multirun(study, out, todo, n_jobs, extra, f"confirm_look{len(state['looks']) + 1}")
+    raise RuntimeError("confirmation rounds did not finish: jobs keep failing to write summary.json")
+
+
+def main(argv=None) -> int:
+    a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("study", help="a study of sweeps/ (file name without .yaml)")
+    a.add_argument("--dir", required=True, help="study dir (re-use one to continue the study)")
+    a.add_argument("--n-jobs", type=int, default=None, help="hydra.launcher.n_jobs")
+    a.add_argument("overrides", nargs="*", help="more overrides for every job")
+    args = a.parse_args(argv)
+    out = Path(args.dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = compose_study(args.study, [o for o in args.overrides if not o.startswith("hydra")])
+    t0 = time.time()
+    if cfg.get("protocol") is None:  # a plain grid: one multirun + the report
+        cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "--config-dir", str(SWEEPS), "--config-name",
+               args.study, f"hydra.sweep.dir={out}", *([f"hydra.launcher.n_jobs={args.n_jobs}"] if args.n_jobs else []),
+               *args.overrides]
+        subprocess.run(cmd, check=True)
+        from qsnn.report import make_report
+
+        print(make_report([out])["md"].read_text())
+        return 0
+    result = run_protocol(args.study, cfg, out, args.n_jobs, args.overrides)
+    from qsnn.verdict import write_study_report
+
+    md = write_study_report(result, out, wall_s=time.time() - t0)
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
