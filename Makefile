@@ -28,12 +28,13 @@ bench: install
 	$(PY) -m qsnn.bench $(ARGS)
 
 # Studies are Hydra sweep configs in sweeps/ (see sweeps/README.md); the report lands in the sweep dir.
+# A study with a protocol: block runs tune -> confirmation rounds -> report (## Verdict); a plain grid
+# (SWEEP=grid) runs its grid. Continue a stopped study: make sweep SWEEP_DIR=<its dir>.
 SWEEP     ?= standard
 N_JOBS    ?= 2
-SWEEP_DIR := logs/sweeps/$(SWEEP)/$(shell date +%Y-%m-%d_%H-%M-%S)
+SWEEP_DIR ?= logs/sweeps/$(SWEEP)/$(shell date +%Y-%m-%d_%H-%M-%S)
 sweep: install
-	$(PY) src/train.py -m --config-dir sweeps --config-name $(SWEEP) hydra.launcher.n_jobs=$(N_JOBS) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
-	$(PY) src/report.py $(SWEEP_DIR)
+	$(PY) src/study.py $(SWEEP) --dir $(SWEEP_DIR) --n-jobs $(N_JOBS) $(ARGS)
 
 sweep-quick:
 	$(MAKE) sweep SWEEP=quick

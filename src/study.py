@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     a.add_argument("--dir", required=True, help="study dir (re-use one to continue the study)")
     a.add_argument("--n-jobs", type=int, default=None, help="hydra.launcher.n_jobs")
     a.add_argument("overrides", nargs="*", help="more overrides for every job")
-    args = a.parse_args(argv)
+    args = a.parse_intermixed_args(argv)
     out = Path(args.dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = compose_study(args.study, [o for o in args.overrides if not o.startswith("hydra")])

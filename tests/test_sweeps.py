@@ -42,13 +42,30 @@ def _validate(cfg):
 
 
 def test_there_are_studies():
-    assert {"standard.yaml", "quick.yaml"} <= {p.name for p in STUDIES}
+    assert {"standard.yaml", "quick.yaml", "grid.yaml"} <= {p.name for p in STUDIES}
     assert len(WANDB_SWEEPS) >= 3
+
+
+def protocol_jobs(cfg) -> list[list[str]]:
+    """Every arm at its extreme tuning values (first and last trial) with a confirmation seed."""
+    from qsnn.protocol import Protocol, arm_id, confirm_job, trial_params
+
+    p = Protocol.from_cfg(cfg.protocol)
+    jobs = []
+    for arm in p.arm_list():
+        trials = trial_params(p, arm)
+        assert len(trials) == p.trials, arm_id(arm)
+        jobs += [confirm_job(p, arm, t, p.n_max)["overrides"] for t in (trials[0], trials[-1])]
+    return jobs
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
 def test_study_composes_with_every_grid_value(study):
     cfg = compose_study(study.stem)
+    if cfg.get("protocol") is not None:  # a protocol study: its arms and tuning draws instead of a grid
+        for job in protocol_jobs(cfg):
+            _validate(compose_study(study.stem, job))
+        return
     params = cfg.hydra.sweeper.params
     assert params, f"{study.name}: no grid in hydra.sweeper.params"
     assert "seed" in params, f"{study.name}: sweep seed explicitly so each job's seed is in its overrides"
@@ -66,8 +83,8 @@ def test_base_has_no_grid_so_studies_inherit_none():
     assert cfg.torch_threads == 1 and cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
 
-def test_standard_study_is_the_54_job_grid():
-    params = compose_study("standard").hydra.sweeper.params
+def test_grid_study_is_the_54_job_grid():
+    params = compose_study("grid").hydra.sweeper.params
     sizes = {k: len(str(v).split(",")) for k, v in params.items()}
     assert sizes == {"quant.bits": 2, "sched": 3, "surrogate": 3, "seed": 3}
     assert sorted(str(params["quant.bits"]).split(",")) == ["32", "4"]
