@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from qsnn.protocol import SUBDIR
+
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS, CONF = ROOT / "sweeps", ROOT / "conf"
 
@@ -36,11 +38,11 @@ def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra:
     if not jobs:
         return
     jobs_file = out / f"jobs_{tag}.yaml"
-    jobs_file.write_text(yaml.safe_dump([j["overrides"] + [f"hydra.sweep.subdir={j['dir']}"] for j in jobs]))
+    jobs_file.write_text(yaml.safe_dump([j["overrides"] for j in jobs]))
     with open(out / "launches.jsonl", "a") as f:  # what ran when: a re-launched study appends
         f.write(json.dumps({"time": time.time(), "tag": tag, "jobs": [j["dir"] for j in jobs]}) + "\n")
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "--config-dir", str(SWEEPS), "--config-name", study,
-           "hydra/sweeper=list", f"hydra.sweeper.jobs_file={jobs_file}", f"hydra.sweep.dir={out}", "resume=true",
+           "hydra/sweeper=list", f"hydra.sweeper.jobs_file={jobs_file}", f"hydra.sweep.dir={out}", SUBDIR, "resume=true",
            *([f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []), *extra]
     print(f"[study] {tag}: {len(jobs)} jobs", flush=True)
     subprocess.run(cmd, check=True)

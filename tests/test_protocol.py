@@ -60,6 +60,8 @@ def test_tuning_uses_common_draws_and_selects_on_validation_never_test():
     assert "sched.T_max_frac" in trial_params(p, {"quant.bits": "4", "sched": "cosine"})[0]
     jobs = tune_jobs(p)
     assert len(jobs) == 4 * 3 and all("seed=100" in " ".join(j["overrides"]) for j in jobs)
+    # a trial's dir: phase/arm/seed; the seeds of an arm differ only in seed= (stacked launcher groups them)
+    assert jobs[0]["dir"] == "tune/4-constant/s1000" and "study_job=tune/4-constant" in jobs[0]["overrides"]
     # trial 1 is best on val, trial 2 best on test: the selection must pick trial 1
     res = {}
     for j in jobs:

@@ -92,6 +92,17 @@ def overrides(d: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in d.items()]
 
 
+# A job's dir is <study dir>/<study_job>/s<seed>: study_job (phase/arm) is the same for every seed of
+# an arm, so the seeds of one arm differ only in seed= (launcher=stacked groups them into one process).
+SUBDIR = "hydra.sweep.subdir=${study_job}/s${seed}"
+
+
+def job(phase: str, arm: dict[str, str], params: dict[str, str], seed: int, **extra) -> dict:
+    aid = arm_id(arm)
+    return {"dir": f"{phase}/{aid}/s{seed}", "arm": aid, "seed": seed, **extra,
+            "overrides": overrides({**arm, **params, "study_job": f"{phase}/{aid}", "seed": seed})}
+
+
 # ----------------------------------------------------------------------------- tune
 def _draw(spec: list, rng: np.random.Generator, n: int) -> list[str]:
     kind, lo, hi = spec[0], float(spec[1]), float(spec[2])
@@ -119,12 +130,8 @@ def trial_params(p: Protocol, arm: dict[str, str]) -> list[dict[str, str]]:
 
 
 def tune_jobs(p: Protocol) -> list[dict]:
-    jobs = []
-    for arm in p.arm_list():
-        for i, params in enumerate(trial_params(p, arm)):
-            jobs.append({"dir": f"tune/{arm_id(arm)}/t{i:02d}", "arm": arm_id(arm), "trial": i,
-                         "overrides": overrides({**arm, **params, "seed": p.seed_offset + i})})
-    return jobs
+    return [job("tune", arm, params, p.seed_offset + i, trial=i)
+            for arm in p.arm_list() for i, params in enumerate(trial_params(p, arm))]
 
 
 def select_best(p: Protocol, results: dict[str, dict]) -> dict[str, dict]:
@@ -135,7 +142,7 @@ def select_best(p: Protocol, results: dict[str, dict]) -> dict[str, dict]:
         aid = arm_id(arm)
         scored = []
         for i, params in enumerate(trial_params(p, arm)):
-            s = results.get(f"tune/{aid}/t{i:02d}") or {}
+            s = results.get(f"tune/{aid}/s{p.seed_offset + i}") or {}
             v = (s.get("metrics") or {}).get(p.select) if s.get("status") == "ok" else None
             if v is not None and math.isfinite(float(v)):
                 scored.append((-float(v), i, params))
@@ -146,8 +153,7 @@ def select_best(p: Protocol, results: dict[str, dict]) -> dict[str, dict]:
 
 
 def confirm_job(p: Protocol, arm: dict[str, str], params: dict[str, str], seed: int) -> dict:
-    return {"dir": f"confirm/{arm_id(arm)}/s{seed:02d}", "arm": arm_id(arm), "seed": seed,
-            "overrides": overrides({**arm, **params, "seed": seed})}
+    return job("confirm", arm, params, seed)
 
 
 # ----------------------------------------------------------------------------- confirm: the looks
