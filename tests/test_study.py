@@ -11,14 +11,15 @@ from pathlib import Path
 
 from conftest import PY, ROOT
 
-# the quick study cut to 2 arms x 1 trial, looks at 2 and 3 seeds: 2 tuning + 4..6 confirmation jobs
-TINY_STUDY = ["protocol.arms.sched=[constant]", "protocol.tune.trials=1"]
+# the quick study cut to 2 arms x 1 trial and one look at 2 seeds: 2 tuning + 4 confirmation jobs, one job
+# at a time (no worker processes to start); sweep-quick's two looks are covered by tests/test_protocol.py
+TINY_STUDY = ["protocol.arms.sched=[constant]", "protocol.tune.trials=1", "protocol.confirm.seeds=[2]"]
 
 
 def study(out: Path, **kw) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_SERVICE", "WANDB__SERVICE"))}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT / "src"))
-    return subprocess.Popen([PY, str(ROOT / "src" / "study.py"), "quick", "--dir", str(out), "--n-jobs", "2",
+    return subprocess.Popen([PY, str(ROOT / "src" / "study.py"), "quick", "--dir", str(out), "--n-jobs", "1",
                              *TINY_STUDY], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True, **kw)
 
