@@ -92,8 +92,10 @@ def test_sweep_table_marks_failed_and_missing_jobs(tmp_path, capsys, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "multiruns" / "x"
-    for num, status, metrics in (("0", "ok", {"test/acc": 0.8125}), ("1", "failed", {}), ("2", None, None)):
-        (sweep / num).mkdir(parents=True)
+    for num, status, metrics in (("0", "ok", {"test/acc": 0.8125}), ("1", "failed", {}), ("2", None, None),
+                                 ("10", "ok", {"test/acc": 0.5})):
+        (sweep / num / ".hydra").mkdir(parents=True)
+        (sweep / num / ".hydra" / "overrides.yaml").write_text("[]\n")  # Hydra writes it as a job starts
         if status:
             (sweep / num / "summary.json").write_text(json.dumps(
                 {"status": status, "overrides": [f"quant.bits={4 + int(num)}", "seed=1"], "metrics": metrics,
@@ -104,5 +106,27 @@ def test_sweep_table_marks_failed_and_missing_jobs(tmp_path, capsys, monkeypatch
     assert re.search(r"\n +0 +quant\.bits=4 +ok +81\.25 % +75\.00 % +3\.2", out)
     assert re.search(r"\n +1 +quant\.bits=5 +failed +- +75\.00 %", out)
     assert re.search(r"\n +2 +no summary\.json", out)
+    assert re.search(r"\n +2 +no", out).start() < re.search(r"\n +10 +quant", out).start()  # natural order
     assert "seed=1" not in out  # the same in every job: not a column's worth
     assert "report:     multiruns/x/report.md" in out and "wandb sync" not in out
+
+
+def test_sweep_table_lists_nested_jobs_of_this_multirun_only(tmp_path, capsys):
+    """A study nests job dirs (<phase>/<arm>/s<seed>) and re-launches into the same sweep dir."""
+    import os
+    import time
+
+    from qsnn.console import print_sweep_summary
+
+    sweep = tmp_path / "study"
+    for rel, acc in (("tune/a/s1", 0.25), ("confirm/a/s2", 0.5)):
+        (sweep / rel / "wandb" / "offline-run-1-x").mkdir(parents=True)
+        (sweep / rel / "summary.json").write_text(json.dumps(
+            {"status": "ok", "overrides": [f"seed={rel[-1]}"], "metrics": {"test/acc": acc},
+             "wandb": {"dir": str(sweep / rel / "wandb" / "offline-run-1-x"), "url": None}}))
+    old = sweep / "tune" / "a" / "s1" / "summary.json"
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # an earlier phase
+    print_sweep_summary(sweep, since=time.time() - 60)
+    out = capsys.readouterr().out
+    assert "confirm/a/s2" in out and "50.00 %" in out and "tune/a/s1" not in out
+    assert f"wandb sync {sweep}/*/*/*/wandb/offline-run-*" in out

@@ -2,7 +2,8 @@
 numbers, then the paths and commands as plain lines (never wrapped, so they can be copied).
 
 - ``print_run_summary(summary)``: one job of src/train.py or src/eval.py.
-- ``print_sweep_summary(sweep_dir)``: one row per job of a multirun (from each job's summary.json),
+- ``print_sweep_summary(sweep_dir)``: one row per job of a multirun (from each job's summary.json;
+  job dirs at any depth, as studies nest them),
   the report's path or the command that writes it, and how to upload the offline W&B runs.
   ``MultirunSummary`` is the Hydra callback that calls it (registered in conf/hydra/default.yaml).
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +116,26 @@ def print_run_summary(summary: dict[str, Any], title: str = "Result") -> None:
         print(line, flush=True)
 
 
-def read_summaries(sweep_dir: str | Path) -> list[tuple[Path, dict | None]]:
-    """(job dir, summary or None) for each job dir of a multirun (numeric subdirs), in job order."""
+def read_summaries(sweep_dir: str | Path, since: float | None = None) -> list[tuple[str, dict | None]]:
+    """(job dir relative to the sweep dir, summary or None) for each job under ``sweep_dir`` (a dir with
+    Hydra's ``.hydra/`` or a summary.json, at any depth: studies nest them), in natural order; with
+    ``since`` (a time.time()), only the jobs this multirun touched."""
     root = Path(sweep_dir)
-    jobs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)) \
-        if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    marks = list(root.rglob(".hydra/overrides.yaml")) + list(root.rglob("summary.json"))
+    newest: dict[Path, float] = {}
+    for m in marks:
+        job = m.parent.parent if m.name == "overrides.yaml" else m.parent
+        newest[job] = max(newest.get(job, 0.0), m.stat().st_mtime)
+    jobs = [j for j, t in newest.items() if j != root and (since is None or t >= since)]
     out = []
-    for job in jobs:
+    for job in sorted(jobs, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]):
         try:
-            out.append((job, json.loads((job / "summary.json").read_text())))
+            summary = json.loads((job / "summary.json").read_text())
         except (OSError, ValueError):
-            out.append((job, None))
+            summary = None
+        out.append((str(job.relative_to(root)), summary if isinstance(summary, dict) else None))
     return out
 
 
@@ -143,8 +155,8 @@ def _keys(summary: dict) -> set[str]:
     return {o.partition("=")[0] for o in summary.get("overrides") or []}
 
 
-def print_sweep_summary(sweep_dir: str | Path) -> None:
-    jobs = read_summaries(sweep_dir)
+def print_sweep_summary(sweep_dir: str | Path, since: float | None = None) -> None:
+    jobs = read_summaries(sweep_dir, since)
     done = [s for _, s in jobs if s]
     keys = varying_overrides(done)
     table = Table(title=f"Multirun: {len(jobs)} job{'s' * (len(jobs) != 1)}", title_justify="left", box=box.SIMPLE)
@@ -153,13 +165,13 @@ def print_sweep_summary(sweep_dir: str | Path) -> None:
         table.add_column(name, justify=justify)
     for job, s in jobs:
         if s is None:
-            table.add_row(job.name, "", "no summary.json", "-", "-", "-", style="red")
+            table.add_row(job, "", "no summary.json", "-", "-", "-", style="red")
             continue
         m = s.get("metrics") or {}
         over = " ".join(o for o in s.get("overrides") or [] if o.partition("=")[0] in keys)
         best = best_epoch(s.get("epochs") or [])
         fit = s.get("fit_s")
-        table.add_row(job.name, over, s.get("status", "?"), pct(m.get("test/acc")), pct(best[0]) if best else "-",
+        table.add_row(job, over, s.get("status", "?"), pct(m.get("test/acc")), pct(best[0]) if best else "-",
                       f"{fit:.1f}" if isinstance(fit, (int, float)) else "-",
                       style=None if s.get("status") == "ok" else "red")
     _console().print(table)
@@ -174,8 +186,10 @@ def sweep_lines(sweep_dir: Path, summaries: list[dict]) -> list[str]:
     lines.append(f"report:     {show_path(report)}" if report.is_file() else f"report:     {REPORT_CMD} {d}")
     offline = [s["wandb"]["dir"] for s in summaries if (s.get("wandb") or {}).get("dir") and not s["wandb"].get("url")]
     if offline:
-        rel = {os.path.relpath(w, sweep_dir).split(os.sep)[1:] == ["wandb", Path(w).name] for w in offline}
-        target = f"{d}/*/wandb/offline-run-*" if rel == {True} else " ".join(show_path(w) for w in offline)
+        # <sweep dir>/<job dir, any depth>/wandb/offline-run-*: one glob when every job sits at one depth
+        depths = {len(Path(os.path.relpath(w, sweep_dir)).parts) - 2 for w in offline}
+        target = (f"{d}/{'*/' * depths.pop()}wandb/offline-run-*" if len(depths) == 1 and min(depths) >= 1
+                  else " ".join(show_path(w) for w in offline))
         lines.append(f"W&B:        {len(offline)} offline run{'s' * (len(offline) != 1)}; upload: wandb sync {target}")
     return lines
 
@@ -185,9 +199,12 @@ class MultirunSummary(Callback):
 
     def __init__(self) -> None:
         self.sweep_dir: str | None = None
+        self.started: float | None = None
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.sweep_dir = str(config.hydra.sweep.dir)  # resolved once: ${now:} is cached by Hydra
+        self.started = time.time() - 1.0  # file mtimes may be rounded down to the second
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        print_sweep_summary(self.sweep_dir or str(config.hydra.sweep.dir))
+        # only this multirun's jobs: a re-launched sweep or a study's later phase shares the dir
+        print_sweep_summary(self.sweep_dir or str(config.hydra.sweep.dir), since=self.started)
