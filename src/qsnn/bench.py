@@ -12,7 +12,8 @@ The two implementations share weights and are timed interleaved in one process (
 step, each implementation in its own fresh process (a clean heap). The max abs differences are float32, one step,
 same weights (the float64 equivalence is in tests/test_fast_path.py). Last, the wall time of
 ``python src/train.py trainer.max_epochs=1``, split with the ``startup_s``/``fit_s`` the runner
-writes to summary.json.
+writes to summary.json; then N seeds stacked in one process (``launcher=stacked``) vs one seed
+alone, at the study budgets (``qsnn.bench_stacked``; ``--stacked-seeds ''`` skips it).
 """
 from __future__ import annotations
 
@@ -147,6 +148,11 @@ def main(argv=None) -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-train-run", action="store_true")
+    ap.add_argument("--stacked-seeds", default="10,20",
+                    help="launcher=stacked: N seeds in one process vs one seed alone (comma-separated Ns; '' skips)")
+    ap.add_argument("--stacked-data", default="randman,digits")
+    ap.add_argument("--stacked-separate", action="store_true",
+                    help="also run the N seeds as N separate jobs (launcher=joblib) instead of N x one seed")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     retain_freed_memory()  # as src/train.py does, for both implementations
@@ -175,6 +181,14 @@ def main(argv=None) -> None:
               f"imports+compose {r['imports_and_compose_s']:.1f} s + start-up (data, model, loggers) "
               f"{r['startup_s']:.1f} s + fit {r['fit_s']:.1f} s + test/close {r['test_and_close_s']:.1f} s"
               f" ({r['process_cpu_s']:.1f} s CPU time)")
+    if not args.no_train_run and args.stacked_seeds:
+        from qsnn.bench_stacked import compare, report
+
+        print(f"\nlauncher=stacked, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f} "
+              f"(whole train.py processes, study budgets):", flush=True)
+        for data in args.stacked_data.split(","):
+            report(compare(data, [int(n) for n in args.stacked_seeds.split(",")], args.threads,
+                           args.stacked_separate))
 
 
 if __name__ == "__main__":
