@@ -54,7 +54,7 @@ def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float
         if done is not None:
             log.info("%s finished already (summary.json status ok): skipped", job.out_dir)
             return job, done, 0
-        last = last_checkpoint(job.out_dir)
+        last = job.resume_path if job.resume_path.is_file() else last_checkpoint(job.out_dir)
         job.summary["resumed_from"] = str(last) if last else None
     idx = job.setup(dtype, device, rng)
     if wants_resume(cfg) and job.summary["resumed_from"]:

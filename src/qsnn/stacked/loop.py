@@ -238,7 +238,7 @@ class StackedFit:
         """callbacks.lr_monitor: Lightning's LearningRateMonitor puts ``lr-<Optimizer>`` into the
         callback metrics (so into History) when it logs: every log_every_n_steps steps, or each epoch."""
         c = (self.cfg.get("callbacks") or {}).get("lr_monitor")
-        if not c or not c.get("_target_"):
+        if not c or not c.get("_target_") or not self.jobs[0].loggers:  # the runner drops it without a logger
             return
         interval = c.get("logging_interval")
         n = int(self.tr.get("log_every_n_steps", 50) or 0)

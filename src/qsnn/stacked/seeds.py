@@ -27,9 +27,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from qsnn.checkpoint_io import AtomicCheckpointIO
 from qsnn.metrics import log_test_cost
 from qsnn.runner import _finish_loggers, _mark_wandb, _metrics, atomic_write_text, build_datamodule, build_loggers, \
-    build_module
+    build_module, wandb_info
 
 log = logging.getLogger("qsnn")
+RESUME_FILE = "stacked_resume.ckpt"
 
 
 class SeedRNG:
@@ -88,6 +89,7 @@ class SeedJob:
         self.loggers = build_loggers(_several_wandb_runs(cfg))
         for lg in self.loggers:
             lg.log_hyperparams({**resolved, "choices": self.summary["choices"]})
+        self.summary["wandb"] = wandb_info(self.loggers)
         n_params = sum(p.numel() for p in self.module.net.parameters())
         self.summary.update(weight_bits=self.module.weight_bits,
                             weight_saving_vs_fp32=32 * n_params / max(self.module.weight_bits, 1))
@@ -119,13 +121,17 @@ class SeedJob:
                          loop_state: dict) -> None:
         """ModelCheckpoint(save_top_k=1, save_last=True, save_on_train_epoch_end=True) with this seed's
         weights; same files, same epochs as Lightning's (which updates last.ckpt only with a new best)."""
-        ck = _sel(self.cfg, "callbacks.model_checkpoint")
-        if not ck:
-            return
         ckpt = {"epoch": epoch, "global_step": global_step, "pytorch-lightning_version": L.__version__,
                 "state_dict": self.module.state_dict(), "hyper_parameters": dict(self.module.hparams),
                 "optimizer_states": [opt_state], "lr_schedulers": [sched_state] if sched_state else []}
-        io, dirpath = AtomicCheckpointIO(), Path(ck.dirpath)
+        io = AtomicCheckpointIO()
+        ck = _sel(self.cfg, "callbacks.model_checkpoint")
+        # every epoch, so that all seeds of a killed group resume from the same epoch, together
+        # (last.ckpt follows Lightning: only with a new best); removed when the seed finishes
+        io.save_checkpoint({**ckpt, "qsnn_stacked": self._loop_state(loop_state)}, self.resume_path)
+        if not ck:
+            return
+        dirpath = Path(ck.dirpath)
         current = float(self.metrics.get(ck.monitor, float("nan")))
         if not np.isfinite(current):
             current = float("-inf") if ck.get("mode", "min") == "max" else float("inf")
@@ -158,6 +164,7 @@ class SeedJob:
                 with rng.use(s):
                     metrics.update(self._test())
             self.summary.update(status="ok", metrics=metrics)
+            self.resume_path.unlink(missing_ok=True)  # finished: nothing to resume
         except Exception as e:
             self.summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                                 traceback="".join(traceback.format_exception(e)), metrics=metrics)
@@ -172,6 +179,10 @@ class SeedJob:
         self.summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
                             metrics=dict(getattr(self, "metrics", {})), epochs=list(self.epochs), lr=list(self.lr))
         self._write()
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out_dir / "checkpoints" / RESUME_FILE
 
     def _write(self) -> None:
         self.summary["wall_s"] = time.perf_counter() - self.t0
