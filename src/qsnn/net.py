@@ -80,12 +80,20 @@ def run_norm(norm: nn.Module, cur: torch.Tensor) -> torch.Tensor:
     return y.unsqueeze(0).expand(cur.shape[0], *y.shape)
 
 
+def spikes_like(spk: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    """snnTorch's Heaviside returns float32 spikes; in a float64 run they become float64 (0/1:
+    exact) so the next layer's float64 weights can take them. No-op otherwise."""
+    dtype = torch.promote_types(cur.dtype, spk.dtype)
+    return spk if spk.dtype == dtype else spk.to(dtype)
+
+
 def run_neuron(lif: nn.Module, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A neuron over a sequence: its own ``multistep`` if it has one, the fused LIF when it is a
     plain snn.Leaky, else the step loop (state quantization, graded spikes)."""
     if hasattr(lif, "multistep"):
         return lif.multistep(cur)
-    return lif_fused(cur, lif) if fusable(lif) else lif_multistep(cur, lif)
+    spk, mem = lif_fused(cur, lif) if fusable(lif) else lif_multistep(cur, lif)
+    return spikes_like(spk, cur), mem
 
 
 class SpikingNet(nn.Module):
@@ -127,6 +135,7 @@ class SpikingNet(nn.Module):
                 if st.norm is not None:
                     cur = st.norm(cur)
                 h, mems[i] = st.lif(cur, mems[i])
+                h = spikes_like(h, cur)
                 counts[i] = counts[i] + h.mean()
             spk_rec.append(h)
             mem_rec.append(mems[-1])

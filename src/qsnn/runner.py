@@ -111,8 +111,26 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
     return None
 
 
-def build_callbacks(cfg: DictConfig) -> list:
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+def has_val(dm) -> bool:
+    """False for a data module built without a validation set (``data.val_size=0``)."""
+    return getattr(dm, "val_size", None) != 0
+
+
+def build_callbacks(cfg: DictConfig, with_val: bool = True) -> list:
+    """The configured callbacks. Without a validation set (``data.val_size=0``, the reference
+    recipe) nothing can monitor ``val/``: early stopping is left out and checkpoints keep the
+    latest epoch (``monitor=None``), so the last weights are tested."""
+    out = []
+    for c in (cfg.get("callbacks") or {}).values():
+        if not c or "_target_" not in c:
+            continue
+        if not with_val and str(c.get("monitor", "")).startswith("val/"):
+            if str(c._target_).endswith("EarlyStopping"):
+                continue
+            out.append(instantiate(c, monitor=None))
+        else:
+            out.append(instantiate(c))
+    return out
 
 
 def print_config(cfg: DictConfig) -> None:
@@ -202,8 +220,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if chosen:
                 lg.log_hyperparams({"surrogate_stability": chosen})
         summary["wandb"] = wandb_info(loggers)
-        callbacks = drop_logger_callbacks(build_callbacks(cfg), loggers) + [history, EpochSchedules()]
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        with_val = has_val(dm)
+        no_val = {} if with_val else {"limit_val_batches": 0}
+        callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers) + [history, EpochSchedules()]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
         summary["weight_bits"] = module.weight_bits
         n_params = sum(p.numel() for p in module.net.parameters())
         summary["weight_saving_vs_fp32"] = 32 * n_params / max(module.weight_bits, 1)
@@ -220,7 +240,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["epochs"], summary["lr"] = list(history.epochs), list(history.lr)
         metrics = _metrics(trainer)
         if cfg.get("test", True):
-            ckpt = "best" if _has_best_ckpt(trainer) else None
+            ckpt = "best" if with_val and _has_best_ckpt(trainer) else None  # no val: the last weights
             trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
             metrics.update(_metrics(trainer))
             metrics.update(log_test_cost(trainer, module, dm, loggers))

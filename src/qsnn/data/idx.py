@@ -3,7 +3,9 @@
 Files looked for in ``root``, ``root/<Name>/raw`` (torchvision's layout) and ``root/<Name>``:
     train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
 each optionally ending in .gz, or in the dotted form common redistributions ship
-(``train-images.idx3-ubyte``, raw or .gz). The validation set is a seeded, stratified slice of train.
+(``train-images.idx3-ubyte``, raw or .gz). The validation set is a seeded, stratified slice of train;
+``val_size=0`` trains on every training image, in file order, with no validation set (the QSNN
+reference recipe: no held-out selection, the last weights are tested).
 """
 from __future__ import annotations
 
@@ -104,8 +106,10 @@ class IDXDataModule(InMemoryDataModule):
             return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
         x, y = tensors(arr["train_images"], arr["train_labels"])
+        test = tensors(arr["test_images"], arr["test_labels"])
+        if self.val_size == 0:  # all training images; an empty val split (the runner skips validation)
+            return {"train": (x, y), "val": (x[:0], y[:0]), "test": test}
         idx = np.arange(len(y))
         strat = y.numpy() if self.val_size >= 10 and len(np.unique(y.numpy())) > 1 else None
         tr, va = train_test_split(idx, test_size=self.val_size, stratify=strat, random_state=self.seed)
-        return {"train": (x[tr], y[tr]), "val": (x[va], y[va]),
-                "test": tensors(arr["test_images"], arr["test_labels"])}
+        return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": test}

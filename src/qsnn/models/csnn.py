@@ -3,6 +3,8 @@
 conv5x5 (no padding, no bias) -> avgpool2 -> [BatchNorm] -> Leaky
 -> conv5x5 -> avgpool2 -> [BatchNorm] -> Leaky -> flatten -> linear -> Dropout -> Leaky.
 The fc input size is inferred from ``input_shape`` (e.g. 1x28x28 with 16-64 channels -> 1024).
+``fc_bias``: the reference's full-precision fc layer has a bias, its quantized one
+(Brevitas ``QuantLinear(bias=False)``) has none.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ def csnn(
     state_quant=None,
     neuron: str = "leaky",
     sigma_delta: dict | None = None,
+    fc_bias: bool = True,
 ) -> SpikingNet:
     def leaky():
         return make_neuron(neuron, sigma_delta, beta, threshold, spike_grad, learn_beta, learn_threshold, reset,
@@ -75,6 +78,6 @@ def csnn(
         stages.append(Stage(op, leaky(), nn.BatchNorm2d(ch) if batchnorm else None))
         c_in = ch
     fc_in = math.prod(conv_out_shape(input_shape, channels, kernel_size))
-    head = nn.Sequential(nn.Flatten(), nn.Linear(fc_in, num_classes), nn.Dropout(dropout))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(fc_in, num_classes, bias=fc_bias), nn.Dropout(dropout))
     stages.append(Stage(head, leaky()))
     return SpikingNet(stages, impl=impl)
