@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from qsnn.metrics import Workload, connection_sparsity, cost_metrics, footprint, param_count
+from qsnn.metrics import Workload, connection_sparsity, cost_batches, cost_metrics, footprint, param_count
 from qsnn.models.fcsnn import fcsnn
 from qsnn.net import SpikingNet, Stage
 from qsnn.neurons import make_leaky
@@ -107,3 +107,31 @@ def test_agrees_with_neurobench_on_float_models():
     ops0, spiking = single_layer_MACs(x, net.stages[0].op)
     ops1, _ = single_layer_MACs(torch.tensor([[1.0, 0], [1.0, 0]]), net.stages[1].op)  # hidden spikes
     assert spiking and float(ops0 + ops1) == Workload(net).run([x.unsqueeze(1)]).compute()["synops_ac"] == 7
+
+
+def test_cost_pass_counts_at_most_max_batches():
+    assert cost_batches(2, 4) == 2 and cost_batches(40, 4) == 4 and cost_batches(40, None) == 40
+    assert cost_batches(None, 3) == 3
+
+
+def test_digits_cost_on_all_test_batches_and_on_a_sample(make_cfg, tmp_path):
+    """cost.max_batches=null counts every test batch (the values the full pass gave); a sample of
+    one batch states its size and keeps the static metrics; its rates stay near the full ones."""
+    from omegaconf import open_dict
+
+    from qsnn.runner import train
+
+    runs = {}
+    for mb in ("null", "1"):
+        cfg = make_cfg("trainer.max_epochs=1", "+trainer.limit_train_batches=3", "logger=csv", "print_config=false",
+                       "callbacks.progress_bar=null", f"cost.max_batches={mb}", "torch_threads=1")
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / mb)
+        runs[mb] = train(cfg)
+    full, one = (runs[k]["metrics"] for k in ("null", "1"))
+    assert (full["cost/batches"], full["cost/samples"]) == (2, 360)  # digits: 360 test images, eval batch 256
+    assert (one["cost/batches"], one["cost/samples"]) == (1, 256)
+    assert "cost_s" in runs["1"]
+    for k in ("cost/params", "cost/footprint_bytes", "cost/connection_sparsity"):
+        assert one[k] == full[k]
+    assert one["cost/rate_mean"] == pytest.approx(full["cost/rate_mean"], rel=0.1)

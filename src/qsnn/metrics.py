@@ -22,6 +22,15 @@ hand-counted networks, and against neurobench itself where it applies (float mod
 The workload is measured with forward hooks over the reference step-by-step loop
 (``impl="snntorch"``): every layer then sees exactly one time step per call, which the fast
 path (first layer run once for a repeated input, fused conv+pool, fused LIF) does not give.
+
+After a test, the workload is measured on the first ``cost.max_batches`` test batches (a fixed
+sample: the test loader is not shuffled), not the whole test set: the step loop costs several
+fast-path forwards, and over 10,000 MNIST images it took a third of a one-epoch run. The static
+metrics (footprint, connection sparsity) do not depend on it. ``cost/batches`` and
+``cost/samples`` in the metrics (and summary.json) say how many were counted; with
+``cost.max_batches`` at least the number of test batches (or null) every batch is counted
+and the values are exact. Sampled rates and operations per sample are means over the sampled
+images: their error is the sampling error of a mean over ``cost/samples`` images.
 """
 from __future__ import annotations
 
@@ -78,7 +87,7 @@ class Workload:
         self.spikes = [0.0] * len(self.lifs)
         self.neurons = [0.0] * len(self.lifs)
         self.ac = self.mac = self.dense = 0.0
-        self.samples = 0
+        self.samples = self.batches = 0
         self._handles: list = []
 
     def _on_layer(self, layer, inputs, output):
@@ -121,6 +130,7 @@ class Workload:
             for x in batches:
                 self.net(x)
                 self.samples += x.shape[1]
+                self.batches += 1
         self.net.train(was_training)
         return self
 
@@ -129,7 +139,7 @@ class Workload:
         spikes, neurons = sum(self.spikes), max(sum(self.neurons), 1)
         out = {"activation_sparsity": 1 - spikes / neurons, "rate_mean": spikes / neurons,
                "synops": (self.ac + self.mac) / n, "synops_ac": self.ac / n, "synops_mac": self.mac / n,
-               "synops_dense": self.dense / n}
+               "synops_dense": self.dense / n, "batches": self.batches, "samples": self.samples}
         out.update({f"rate_layer{i}": s / max(m, 1) for i, (s, m) in enumerate(zip(self.spikes, self.neurons))})
         return out
 
@@ -150,12 +160,20 @@ def encoded_test_batches(dm, device: torch.device, limit: int | float | None = N
         yield x
 
 
-def log_test_cost(trainer, module, dm, loggers: list) -> dict[str, float]:
-    """After ``trainer.test``: cost metrics of the tested net over the batches the test used,
-    logged to ``loggers``; computed on rank 0 only (no collective, nothing to sync)."""
+def cost_batches(num_test_batches: int | float | None, max_batches: int | None) -> int | float | None:
+    """How many test batches the cost pass counts: those the test used, at most ``max_batches``."""
+    if max_batches is None:
+        return num_test_batches
+    return int(max_batches) if num_test_batches is None else min(num_test_batches, int(max_batches))
+
+
+def log_test_cost(trainer, module, dm, loggers: list, max_batches: int | None = None) -> dict[str, float]:
+    """After ``trainer.test``: cost metrics of the tested net over the first ``max_batches`` of the
+    batches the test used (all of them: None), logged to ``loggers``; computed on rank 0 only (no
+    collective, nothing to sync)."""
     if not trainer.is_global_zero:
         return {}
-    limit = trainer.num_test_batches[0] if trainer.num_test_batches else None
+    limit = cost_batches(trainer.num_test_batches[0] if trainer.num_test_batches else None, max_batches)
     try:
         cost = cost_metrics(module.net, module.hparams.bits, encoded_test_batches(dm, module.device, limit))
     except Exception as e:  # a net the counters do not understand must not fail a finished run

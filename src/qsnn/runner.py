@@ -111,6 +111,11 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
     return None
 
 
+def cost_max_batches(cfg: DictConfig) -> int | None:
+    """``cost.max_batches``: test batches the cost pass counts (null: all; see qsnn.metrics)."""
+    return OmegaConf.select(cfg, "cost.max_batches", default=None)
+
+
 def has_val(dm) -> bool:
     """False for a data module built without a validation set (``data.val_size=0``)."""
     return getattr(dm, "val_size", None) != 0
@@ -243,7 +248,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             ckpt = "best" if with_val and _has_best_ckpt(trainer) else None  # no val: the last weights
             trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
             metrics.update(_metrics(trainer))
-            metrics.update(log_test_cost(trainer, module, dm, loggers))
+            t_cost = time.perf_counter()
+            metrics.update(log_test_cost(trainer, module, dm, loggers, cost_max_batches(cfg)))
+            summary["cost_s"] = time.perf_counter() - t_cost
         summary.update(status="ok", metrics=metrics)
     except Exception as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
@@ -319,7 +326,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     t_test = time.perf_counter()
     trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)  # the table: qsnn.console
-    metrics = {**_metrics(trainer), **log_test_cost(trainer, module, dm, [])}
+    metrics = {**_metrics(trainer), **log_test_cost(trainer, module, dm, [], cost_max_batches(cfg))}
     summary = {"status": "ok", "task": "eval", **hydra_info(), "ckpt_path": str(cfg.ckpt_path), "bits": cfg.quant.bits,
                "output_dir": str(cfg.paths.output_dir), "metrics": metrics, "startup_s": t_test - t_start,
                "test_s": time.perf_counter() - t_test}

@@ -60,6 +60,12 @@ def validate(cfg: DictConfig) -> None:
     epochs = _number(cfg, "trainer.max_epochs", int)
     if epochs is not None and epochs < 1 and epochs != -1:
         raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")
+    mb = _number(cfg, "cost.max_batches", int)
+    if mb is not None and mb < 1:
+        raise ConfigError(f"cost.max_batches={mb!r} is not allowed: use null (every test batch) or an integer >= 1")
+    vs = _number(cfg, "data.val_size", int)
+    if vs is not None and vs < 0:
+        raise ConfigError(f"data.val_size={vs!r} is not allowed: use 0 (no validation set) or a positive integer")
     _validate_methods(cfg)
     _validate_logger_packages(cfg)
     _validate_sched_fractions(cfg)
