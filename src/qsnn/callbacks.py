@@ -86,20 +86,32 @@ class EpochSchedules(L.Callback):
 
 
 class ClampWeights(L.Callback):
-    """Clamps every weight matrix / kernel (parameters with dim > 1) to [min, max] after each
-    optimizer step, as the QSNN paper's DVSGesture recipe does (weights in [-1, 1]). With a
-    quantizer parametrization this clamps the underlying full-precision weight."""
+    """Clamps every weight matrix / kernel (parameters with dim > 1) to [min, max], as the QSNN
+    paper's DVSGesture recipe does (weights in [-1, 1]). ``when="before_step"``: after backward,
+    before the optimizer step, where the reference code clamps (so the stepped weights may leave
+    the range by one step); ``"after_step"``: after each optimizer step (weights always in range).
+    With a quantizer parametrization this clamps the underlying full-precision weight."""
 
-    def __init__(self, min: float = -1.0, max: float = 1.0):
-        self.min, self.max = float(min), float(max)
+    def __init__(self, min: float = -1.0, max: float = 1.0, when: str = "after_step"):
+        if when not in ("before_step", "after_step"):
+            raise ValueError(f"callbacks.clamp_weights.when={when!r} is not allowed: use before_step or after_step")
+        self.min, self.max, self.when = float(min), float(max), when
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def _clamp(self, pl_module):
         import torch
 
         with torch.no_grad():
             for p in pl_module.parameters():
                 if p.dim() > 1:
                     p.clamp_(self.min, self.max)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if self.when == "before_step":
+            self._clamp(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.when == "after_step":
+            self._clamp(pl_module)
 
 
 class ProgressBar(RichProgressBar):
