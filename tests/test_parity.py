@@ -18,16 +18,14 @@ not read from our config: a config that drifts from them fails.
 """
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
 from parity_reference import ReferenceNet, load_mnist_train, train_reference
 
-from qsnn.data.idx import IDX_FILES
 from qsnn.data.inmemory import EpochShuffledBatches
+from qsnn.data.synthetic_idx import write_mnist_like
 from qsnn.runner import train
 
 
@@ -35,25 +33,6 @@ STEPS, BATCH, T, T_MAX, SEED = 50, 8, 4, 20, 0
 # jeshraghian/QSNNs mnist/run.py
 REF = dict(beta=0.994, threshold=2.915, slope=13.84, dropout=0.003168, lr=5.4e-3, betas=(0.9, 0.999),
            correct_rate=0.8, incorrect_rate=0.2)
-
-
-def write_idx(path, arr: np.ndarray) -> None:
-    path.write_bytes(bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
-                     + arr.astype(np.uint8).tobytes())
-
-
-def write_mnist_like(root, n_train=96, n_test=32, seed=0):
-    """28x28 uint8 images, 10 classes: a blob per class at its own place, plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:28, 0:28]
-    centres = rng.uniform(7, 21, (10, 2))
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, 10, n)
-        cy, cx = centres[labels, 0, None, None], centres[labels, 1, None, None]
-        img = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0) + rng.normal(0, 30, (n, 28, 28))
-        write_idx(root / IDX_FILES[f"{split}_images"], np.clip(img, 0, 255))
-        write_idx(root / IDX_FILES[f"{split}_labels"], labels)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 
 import yaml
-from test_parity import write_mnist_like
 
 from conftest import ROOT
+from qsnn.data.synthetic_idx import write_mnist_like
 
 
 def reproduce():

@@ -13,7 +13,14 @@ step, each implementation in its own fresh process (a clean heap). The max abs d
 same weights (the float64 equivalence is in tests/test_fast_path.py). Last, the wall time of
 ``python src/train.py trainer.max_epochs=1``, split with the ``startup_s``/``fit_s`` the runner
 writes to summary.json; then N seeds stacked in one process (``launcher=stacked``) vs one seed
-alone, at the study budgets (``qsnn.bench_stacked``; ``--stacked-seeds ''`` skips it).
+alone, at the study budgets (``qsnn.bench_stacked``; ``--stacked-seeds ''`` skips it). Then
+(``--no-cost-pass`` skips it) the cost-metric pass on the MNIST-shaped
+recipe: ``experiment=qsnn_mnist`` (T=25, one epoch) on synthetic IDX files (qsnn.data.synthetic_idx,
+3,840 training and 640 test images, eval batch 64 so the test has 10 batches), run twice through
+``src/train.py``: before (``cost.max_batches=null``: every test batch, as the pass used to) and
+after (the default ``cost.max_batches``); the pass's wall time (``cost_s``) as a share of the run's,
+and that share projected to real MNIST (60,000 training / 10,000 test images, eval batch 256)
+from the measured seconds per training and per counted image.
 """
 from __future__ import annotations
 
@@ -141,6 +148,47 @@ def train_run_times() -> dict[str, float]:
             "fit_s": s["fit_s"], "test_and_close_s": s["wall_s"] - s["startup_s"] - s["fit_s"]}
 
 
+def cost_pass_times(n_train: int = 3840, n_test: int = 640, steps: int = 25) -> dict[str, dict]:
+    """The cost pass counting every test batch (before) and ``cost.max_batches`` of them (after)."""
+    from qsnn.data.synthetic_idx import write_mnist_like
+
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        root = write_mnist_like(Path(d) / "mnist", n_train, n_test)
+        env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+        for label, extra in (("before", ["cost.max_batches=null"]), ("after", [])):
+            run_dir = Path(d) / label
+            subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "experiment=qsnn_mnist", f"data.root={root}",
+                            f"data.num_steps={steps}", "trainer.max_epochs=1", "data.eval_batch_size=64",
+                            "logger=csv", "print_config=false", f"hydra.run.dir={run_dir}", *extra],
+                           cwd=ROOT, env=env, check=True, capture_output=True)
+            s = json.loads((run_dir / "summary.json").read_text())
+            out[label] = {"wall_s": s["wall_s"], "fit_s": s["fit_s"], "cost_s": s["cost_s"],
+                          "samples": s["metrics"]["cost/samples"], "rate_mean": s["metrics"]["cost/rate_mean"]}
+    return out
+
+
+def print_cost_pass(r: dict, n_train: int = 3840, mnist_train: int = 60000, mnist_test: int = 10000) -> None:
+    from qsnn.metrics import cost_batches
+
+    print("\ncost-metric pass, experiment=qsnn_mnist on synthetic MNIST-shaped IDX files (T=25, 1 epoch):")
+    for label in ("before", "after"):
+        v = r[label]
+        print(f"  {label:6s} {v['cost_s']:6.1f} s of {v['wall_s']:6.1f} s wall ({100 * v['cost_s'] / v['wall_s']:4.1f}%),"
+              f" {v['samples']:.0f} test images counted, rate_mean {v['rate_mean']:.4f}")
+    per_img = r["before"]["cost_s"] / r["before"]["samples"]
+    per_train = r["before"]["fit_s"] / n_train
+    fit = mnist_train * per_train
+    import yaml
+
+    default = yaml.safe_load((ROOT / "conf" / "train.yaml").read_text())["cost"]["max_batches"]
+    after_imgs = min(mnist_test, cost_batches(None, default) * 256) if default else mnist_test
+    for label, imgs in (("before", mnist_test), ("after", after_imgs)):
+        c = imgs * per_img
+        print(f"  projected to MNIST ({mnist_train} train, {mnist_test} test images, eval batch 256), {label}: "
+              f"cost pass {c:.0f} s = {100 * c / (fit + c):.1f}% of fit + cost pass (fit {fit:.0f} s, one epoch)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -153,6 +201,7 @@ def main(argv=None) -> None:
     ap.add_argument("--stacked-data", default="randman,digits")
     ap.add_argument("--stacked-separate", action="store_true",
                     help="also run the N seeds as N separate jobs (launcher=joblib) instead of N x one seed")
+    ap.add_argument("--no-cost-pass", action="store_true", help="skip the cost-metric pass comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     retain_freed_memory()  # as src/train.py does, for both implementations
@@ -189,6 +238,8 @@ def main(argv=None) -> None:
         for data in args.stacked_data.split(","):
             report(compare(data, [int(n) for n in args.stacked_seeds.split(",")], args.threads,
                            args.stacked_separate))
+    if not args.no_cost_pass:
+        print_cost_pass(cost_pass_times())
 
 
 if __name__ == "__main__":
