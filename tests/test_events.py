@@ -216,3 +216,20 @@ def test_train_entry_point_reports_missing_data(run, tmp_path):
     assert "error: DataFileError: data.root=" in r.stderr and "ibmGestureTrain.tar.gz" in r.stderr
     assert "Traceback" not in r.stderr and "Downloading" not in r.stdout + r.stderr
     assert not (tmp_path / "empty").exists()  # nothing was created, nothing downloaded
+
+
+def test_clamp_weights_before_the_step_as_the_reference():
+    """when=before_step (the DVS recipe, as the reference code): clamp after backward, before the
+    optimizer step; the step then moves the weights on from the clamped values."""
+    from qsnn.callbacks import ClampWeights
+
+    net = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    cb = ClampWeights(when="before_step")
+    cb.on_train_batch_end(None, net, None, None, 0)
+    assert float(net.weight.detach().max()) == 3.0  # not after the step
+    cb.on_before_optimizer_step(None, net, None)
+    assert float(net.weight.detach().max()) == 1.0 and float(net.bias.detach().abs().max()) < 1.0
+    with pytest.raises(ValueError, match="callbacks.clamp_weights.when='later'"):
+        ClampWeights(when="later")

@@ -15,8 +15,8 @@ same weights (the float64 equivalence is in tests/test_fast_path.py). Last, the 
 writes to summary.json; then N seeds stacked in one process (``launcher=stacked``) vs one seed
 alone, at the study budgets (``qsnn.bench_stacked``; ``--stacked-seeds ''`` skips it). Then
 (``--no-cost-pass`` skips it) the cost-metric pass on the MNIST-shaped
-recipe: ``experiment=qsnn_mnist`` (T=25, one epoch) on synthetic IDX files (qsnn.data.synthetic_idx,
-3,840 training and 640 test images, eval batch 64 so the test has 10 batches), run twice through
+recipe: ``experiment=qsnn_mnist`` (T=10, one epoch) on synthetic IDX files (qsnn.data.synthetic_idx,
+1,920 training and 640 test images, eval batch 64 so the test has 10 batches), run twice through
 ``src/train.py``: before (``cost.max_batches=null``: every test batch, as the pass used to) and
 after (the default ``cost.max_batches``); the pass's wall time (``cost_s``) as a share of the run's,
 and that share projected to real MNIST (60,000 training / 10,000 test images, eval batch 256)
@@ -148,7 +148,7 @@ def train_run_times() -> dict[str, float]:
             "fit_s": s["fit_s"], "test_and_close_s": s["wall_s"] - s["startup_s"] - s["fit_s"]}
 
 
-def cost_pass_times(n_train: int = 3840, n_test: int = 640, steps: int = 25) -> dict[str, dict]:
+def cost_pass_times(n_train: int = 1920, n_test: int = 640, steps: int = 10) -> dict[str, dict]:
     """The cost pass counting every test batch (before) and ``cost.max_batches`` of them (after)."""
     from qsnn.data.synthetic_idx import write_mnist_like
 
@@ -159,7 +159,7 @@ def cost_pass_times(n_train: int = 3840, n_test: int = 640, steps: int = 25) -> 
         for label, extra in (("before", ["cost.max_batches=null"]), ("after", [])):
             run_dir = Path(d) / label
             subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "experiment=qsnn_mnist", f"data.root={root}",
-                            f"data.num_steps={steps}", "trainer.max_epochs=1", "data.eval_batch_size=64",
+                            f"data.num_steps={steps}", "trainer.max_epochs=1", "+data.eval_batch_size=64",
                             "logger=csv", "print_config=false", f"hydra.run.dir={run_dir}", *extra],
                            cwd=ROOT, env=env, check=True, capture_output=True)
             s = json.loads((run_dir / "summary.json").read_text())
@@ -168,10 +168,10 @@ def cost_pass_times(n_train: int = 3840, n_test: int = 640, steps: int = 25) -> 
     return out
 
 
-def print_cost_pass(r: dict, n_train: int = 3840, mnist_train: int = 60000, mnist_test: int = 10000) -> None:
+def print_cost_pass(r: dict, n_train: int = 1920, mnist_train: int = 60000, mnist_test: int = 10000) -> None:
     from qsnn.metrics import cost_batches
 
-    print("\ncost-metric pass, experiment=qsnn_mnist on synthetic MNIST-shaped IDX files (T=25, 1 epoch):")
+    print("\ncost-metric pass, experiment=qsnn_mnist on synthetic MNIST-shaped IDX files (T=10, 1 epoch):")
     for label in ("before", "after"):
         v = r[label]
         print(f"  {label:6s} {v['cost_s']:6.1f} s of {v['wall_s']:6.1f} s wall ({100 * v['cost_s'] / v['wall_s']:4.1f}%),"
