@@ -108,7 +108,7 @@ def run_reference(root, bits, ours, dropout=REF["dropout"], snntorch_surrogate=F
 
     def after(step, net, optimizer):
         nxt = {reference_name(k): v for k, v in ours["states"][step + 1]["net"].items()}
-        gaps.append(max(float((p - nxt[n]).abs().max()) if n in nxt else float("inf")
+        gaps.append(max(float((p.detach() - nxt[n]).abs().max()) if n in nxt else float("inf")
                         for n, p in net.named_parameters()))
 
     threads = torch.get_num_threads()
