@@ -111,6 +111,8 @@ def test_a_diverging_seed_fails_alone_and_the_others_go_on(tmp_path):
 
 
 def test_what_cannot_stack_says_why(tmp_path):
+    for model in ("fcsnn", "csnn"):  # conf/'s defaults stack (a new default callback or trainer key must be handled)
+        assert why_not_stacked(job_cfg([f"model={model}", "quant=sigmoid_sum"], tmp_path / model)) is None
     cfg = job_cfg(BASE + ["model.neuron=sigma_delta"], tmp_path / "x")
     assert "model.neuron=sigma_delta" in why_not_stacked(cfg)
     cfg = job_cfg(BASE + ["quant.state_bits=4"], tmp_path / "y")

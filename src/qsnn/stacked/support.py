@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 CALLBACKS = {
     "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.callbacks.EarlyStopping",
     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.RichProgressBar",
-    "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.callbacks.EpochTimer", "qsnn.callbacks.ClampWeights",
+    "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.callbacks.ProgressBar", "qsnn.callbacks.EpochTimer", "qsnn.callbacks.ClampWeights",
     "qsnn.guard.DivergenceGuard", "qsnn.resume.RNGState",
 }
 TRAINER_KEYS = {
