@@ -176,3 +176,12 @@ def test_kill_and_resume_a_stacked_sweep_is_bit_identical(tmp_path):
         wa, wb = ckpt_state(tmp_path / "whole" / i, "last.ckpt"), ckpt_state(killed / i, "last.ckpt")
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
         assert not (killed / i / "checkpoints" / "stacked_resume.ckpt").exists()
+
+
+def test_jobs_are_grouped_by_everything_but_the_seed():
+    from hydra_plugins.qsnn_stacked_launcher._core import seed_groups
+
+    jobs = [["quant.bits=4", "seed=1"], ["quant.bits=32", "seed=1"], ["quant.bits=4", "seed=2"],
+            ["quant.bits=32", "seed=2"], ["quant.bits=4", "+seed=3"]]
+    assert [[i for i, _ in g] for g in seed_groups(jobs, max_seeds=64)] == [[0, 2, 4], [1, 3]]
+    assert [[i for i, _ in g] for g in seed_groups(jobs, max_seeds=2)] == [[0, 2], [4], [1, 3]]
