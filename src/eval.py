@@ -11,9 +11,9 @@ import hydra
 from omegaconf import DictConfig
 
 import qsnn.config  # noqa: F401
+from qsnn.checkpoint_io import CheckpointError
 from qsnn.console import print_run_summary
 from qsnn.data.idx import DataFileError
-from qsnn.export import check_formats
 from qsnn.quiet import silence_library_noise
 from qsnn.runner import evaluate
 from qsnn.validate import ConfigError
@@ -23,10 +23,8 @@ from qsnn.validate import ConfigError
 def main(cfg: DictConfig) -> None:
     silence_library_noise(testing_a_checkpoint=True)
     try:
-        if cfg.get("export"):
-            check_formats(cfg.export)  # before the test run, not after
         summary = evaluate(cfg)
-    except (ConfigError, DataFileError, FileNotFoundError) as e:
+    except (ConfigError, DataFileError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         sys.exit(1)
     print_run_summary(summary, title="Test of the checkpoint")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qsnn.report import load_wandb_runs, make_report
+from qsnn.report import ReportInputError, load_wandb_runs, make_report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     try:
         res = make_report(a.dirs or [a.out], out=a.out, by_keys=a.by.split(",") if a.by else None,
                           baseline=baseline, target=a.target, plot_by=a.plot_by, runs=runs, plots=not a.no_plots)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ReportInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(res["md"].read_text())

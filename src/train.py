@@ -15,13 +15,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} / ${run_name:} resolvers)
-from qsnn.checkpoint_io import CheckpointWriteError
+from qsnn.checkpoint_io import CheckpointError, CheckpointWriteError
 from qsnn.console import pct, print_run_summary
 from qsnn.cpu import retain_freed_memory
 from qsnn.data.idx import DataFileError
 from qsnn.guard import Diverged
 from qsnn.quiet import silence_library_noise
-from qsnn.resume import CheckpointError, check_output_dir
 from qsnn.runner import print_config, train
 from qsnn.validate import ConfigError
 
@@ -50,7 +49,6 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config", True) and (not is_multirun() or job_num() == 0):  # a multirun: once
         print_config(cfg)
     try:
-        check_output_dir(cfg)
         summary = train(cfg)
     except SIGTERMException:  # stop (a sweep too); summary.json says interrupted, last.ckpt is intact
         print(f"interrupted by SIGTERM: continue with resume=true (output dir {cfg.paths.output_dir})",

@@ -26,6 +26,7 @@ import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
+from snntorch import Leaky
 from snntorch.export_nir import _extract_snntorch_module
 from torch import nn
 from torch.nn.utils import parametrize
@@ -42,7 +43,7 @@ def _ops(net) -> list[list[nn.Module]]:
     out = []
     for st in net.stages:
         if st.norm is not None:
-            raise ValueError("NIR has no BatchNorm node: train with model.batchnorm=false to export")
+            raise ConfigError("NIR has no BatchNorm node: train with model.batchnorm=false to export")
         out.append([m for m in _layers(st.op) if not isinstance(m, nn.Dropout)])
     return out
 
@@ -132,9 +133,25 @@ def check_formats(formats: str | Sequence[str]) -> list[str]:
     return formats
 
 
+def check_exportable(cfg) -> list[str]:
+    """Refuse, before any test pass, what no export format can express: BatchNorm (no NIR node,
+    no integer form) and the sigma-delta neuron (no NIR neuron node, no beta/threshold)."""
+    formats = check_formats(cfg.export)
+    model = cfg.get("model") or {}
+    if model.get("neuron", "leaky") != "leaky":
+        raise ConfigError(f"export={','.join(formats)} is not available for model.neuron={model.neuron}: "
+                          f"only leaky (LIF) networks can be exported; train with model.neuron=leaky to export")
+    if model.get("batchnorm"):
+        raise ConfigError(f"export={','.join(formats)} is not available for model.batchnorm=true: NIR and the "
+                          f"integer format have no BatchNorm; train with model.batchnorm=false to export")
+    return formats
+
+
 def export(net, formats: str | Sequence[str], out_dir: Path, input_shape: Sequence[int]) -> list[Path]:
     """Write ``model.nir`` and/or ``model_int.npz`` in ``out_dir``; returns the paths."""
     formats = check_formats(formats)
+    if any(not isinstance(st.lif, Leaky) for st in net.stages):
+        raise ConfigError("export: only networks of leaky (LIF) neurons can be exported (model.neuron=leaky)")
     net = net.cpu().eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -23,6 +23,10 @@ DEFAULT_BASELINE = {"quant.bits": "32", "sched": "constant", "surrogate": "fast_
 CHANCE_MARGIN = 0.1
 
 
+class ReportInputError(ValueError):
+    """A report option that does not fit the jobs (one line for the user)."""
+
+
 # ----------------------------------------------------------------------------- loading
 def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """All job summaries under ``dirs`` (searched recursively), each with ``params``: the job's
@@ -34,6 +38,9 @@ def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 s = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as e:  # a half-written file must not sink the report
                 s = {"status": "failed", "error": f"unreadable summary.json: {e}", "overrides": []}
+            if not isinstance(s, dict):  # e.g. a file holding just `null`
+                s = {"status": "failed", "error": f"summary.json holds {json.dumps(s)[:40]}, not a job summary",
+                     "overrides": []}
             s["dir"] = str(path.parent)
             s["params"] = params_of(s)
             runs.append(s)
@@ -417,6 +424,10 @@ def make_report(dirs: list[str | Path], out: str | Path | None = None, by_keys: 
     out = Path(out or dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     keys = by_keys or infer_keys(runs)
+    unknown = [k for k in by_keys or [] if not any(k in r["params"] for r in runs)]
+    if unknown:
+        known = sorted({k for r in runs for k in r["params"]})
+        raise ReportInputError(f"--by {unknown[0]}: no job has this key (keys: {', '.join(known)})")
     by = plot_key(keys, plot_by)
     chance = chance_of([r for r in runs if r.get("status") == "ok"])
     rows = summarize_settings(runs, keys, target)

@@ -19,10 +19,24 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
+
+from qsnn.checkpoint_io import CheckpointError  # noqa: F401  (raised by resume checks; re-exported)
+from qsnn.validate import ConfigError
+
+# Keys that may differ from the run's saved config_resolved.yaml on resume=true: how long to
+# train, where files live, what is printed or logged. Any other change is refused (it would
+# continue the run as another experiment). README "Resume a run or a sweep" lists the same.
+SAFE_ON_RESUME = (
+    "resume", "ckpt_path", "trust_checkpoint", "train", "test", "print_config", "torch_threads",
+    "optimized_metric", "paths", "data.root", "data.num_workers", "logger",
+    "trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps", "callbacks.progress_bar", "callbacks.epoch_timer", "callbacks.lr_monitor",
+)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used for this config (message names the file and the reason)."""
+class ResumeRefused(ConfigError):
+    """resume=true with a config that differs from the run's in keys that must not change."""
 
 
 class RNGState(L.Callback):
@@ -75,35 +89,9 @@ def wandb_run_id(out_dir: Path) -> str:
     return run_id
 
 
-def check_checkpoint(path: str | Path, module: torch.nn.Module) -> None:
-    """Fail with one line when ``path`` is unreadable or holds weights of another model config."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"ckpt_path={str(path)!r}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    except Exception as e:  # truncated, not a torch file, or no state_dict
-        raise CheckpointError(f"ckpt_path={str(path)!r}: cannot read checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    ours = module.state_dict()
-    for key, value in ours.items():
-        if key not in state:
-            raise CheckpointError(f"ckpt_path={str(path)!r} was saved from a different model config: "
-                                  f"it has no {key}")
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"ckpt_path={str(path)!r} was saved from a different model config: "
-                                  f"{key} is {list(state[key].shape)} there, {list(value.shape)} here")
-    extra = sorted(set(state) - set(ours))
-    if extra:
-        raise CheckpointError(f"ckpt_path={str(path)!r} was saved from a different model config: "
-                              f"it has {extra[0]}, which this model lacks")
-
-
 def check_output_dir(cfg) -> None:
     """Refuse to start a new run over a previous run's results (same hydra.run.dir/sweep.dir
     without resume=true): that would overwrite its checkpoints and summary."""
-    from qsnn.validate import ConfigError
-
     out_dir = Path(cfg.paths.output_dir)
     if wants_resume(cfg):
         return
@@ -112,3 +100,110 @@ def check_output_dir(cfg) -> None:
     if found:
         raise ConfigError(f"output dir {out_dir} already holds a run ({found[0]}): add resume=true to continue "
                           f"it (a finished run is skipped), or choose another hydra.run.dir / hydra.sweep.dir")
+
+
+def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b.c": leaf} of a nested dict (lists are leaves)."""
+    if not isinstance(d, dict) or not d:
+        return {prefix[:-1]: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}."))
+    return out
+
+
+def _safe(key: str) -> bool:
+    return any(key == s or key.startswith(s + ".") for s in SAFE_ON_RESUME)
+
+
+def config_changes(saved: dict, cfg: DictConfig, saved_choices: dict | None = None, choices: dict | None = None,
+                   ignore=_safe) -> list[str]:
+    """``key: old -> new`` for each key of the resolved ``cfg`` that differs from the run's saved
+    config, apart from the keys ``ignore`` accepts (SAFE_ON_RESUME by default). Paths inside the
+    old output dir count as the same path in the new one (a moved run dir). A changed group
+    choice is listed once (``optim: adam -> sgd``) instead of its keys; keys that only follow
+    another key (``${quant.bits}``) are left out."""
+    old_dir, new_dir = str(saved.get("paths", {}).get("output_dir", "")), str(cfg.paths.output_dir)
+    new = flat(OmegaConf.to_container(cfg, resolve=True))
+    old = {k: v.replace(old_dir, new_dir) if old_dir and isinstance(v, str) else v for k, v in flat(saved).items()}
+    groups = {g: (a, (choices or {}).get(g)) for g, a in (saved_choices or {}).items()
+              if g in (choices or {}) and a != choices[g] and not ignore(g)}
+    out = [f"{g}: {a} -> {b}" for g, (a, b) in groups.items()]
+    missing = "(absent)"
+    keys = [k for k in sorted(set(old) | set(new), key=lambda k: (k.split(".")[0], k))
+            if old.get(k, missing) != new.get(k, missing) and not ignore(k) and k.split(".")[0] not in groups]
+    derived = [k for k in keys if _interpolated(cfg, k)]
+    if len(derived) < len(keys):
+        keys = [k for k in keys if k not in derived]
+    return out + [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in keys]
+
+
+def _interpolated(cfg: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    try:
+        return isinstance(node, DictConfig) and node._get_node(leaf)._is_interpolation()
+    except (AttributeError, KeyError):
+        return False
+
+
+def check_same_config(cfg: DictConfig, out_dir: Path, choices: dict | None = None) -> None:
+    """Refuse resume=true when the config differs from the run's saved config_resolved.yaml in a
+    key outside SAFE_ON_RESUME (one line listing the changes). A dir without a saved config
+    (an older run) passes: the checkpoint's shapes are still checked when it is loaded."""
+    import yaml
+
+    path = Path(out_dir) / "config_resolved.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        return
+    except (OSError, yaml.YAMLError) as e:
+        raise ResumeRefused(f"resume=true: cannot read {path} ({type(e).__name__}); "
+                            f"choose another hydra.run.dir / hydra.sweep.dir") from None
+    try:
+        saved_choices = json.loads((Path(out_dir) / "summary.json").read_text()).get("choices")
+    except (OSError, ValueError, AttributeError):
+        saved_choices = None
+    changes = config_changes(saved, cfg, saved_choices, choices)
+    if changes:
+        shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ResumeRefused(f"resume=true in {out_dir}: the config differs from the run's config_resolved.yaml: "
+                            f"{shown}; on resume only trainer.max_epochs (and paths, logging) may change: "
+                            f"use the run's values, or start a new run in another hydra.run.dir")
+
+
+# src/eval.py: the keys that define the tested network and its test set must be the run's
+EVAL_KEYS = ("model", "quant", "data")
+SAFE_FOR_EVAL = ("data.root", "data.batch_size", "data.num_workers")
+
+
+def _not_for_eval(key: str) -> bool:
+    return key.split(".")[0] not in EVAL_KEYS or any(key == s or key.startswith(s + ".") for s in SAFE_FOR_EVAL)
+
+
+def check_eval_config(cfg: DictConfig, ckpt_path: str | Path, ckpt: dict, choices: dict | None = None) -> None:
+    """Refuse to test a checkpoint with another model, quantizer or data config than it was
+    trained with: compared with its run's config_resolved.yaml when the checkpoint sits in a
+    run dir (``<run>/checkpoints/x.ckpt``), and with the bit width saved in the checkpoint."""
+    import yaml
+
+    ckpt_path = Path(ckpt_path).resolve()
+    run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
+    changes, where = [], "the checkpoint"
+    if run is not None and (run / "config_resolved.yaml").is_file():
+        try:
+            saved = yaml.safe_load((run / "config_resolved.yaml").read_text()) or {}
+            saved_choices = json.loads((run / "summary.json").read_text()).get("choices")
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):
+            saved, saved_choices = {}, None
+        if saved:
+            where = f"its run ({run / 'config_resolved.yaml'})"
+            changes = config_changes(saved, cfg, saved_choices, choices, ignore=_not_for_eval)
+    bits = (ckpt.get("hyper_parameters") or {}).get("bits")
+    if not changes and bits is not None and bits != cfg.quant.bits:
+        changes = [f"quant.bits: {bits} -> {cfg.quant.bits}"]
+    if changes:
+        shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise CheckpointError(f"ckpt_path={str(ckpt_path)!r} was trained with other values than given here "
+                              f"(from {where}): {shown}; pass the training values (e.g. the run's overrides)")

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.callbacks import EpochSchedules, History, drop_logger_callbacks
+from qsnn.checkpoint_io import check_state_matches, load_checkpoint
 from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
 from qsnn.quant.apply import quantize_weights
-from qsnn.resume import check_checkpoint, finished_summary, last_checkpoint, wandb_run_id, wants_resume
+from qsnn.resume import (check_eval_config, check_output_dir, check_same_config, finished_summary,
+                         last_checkpoint, wandb_run_id, wants_resume)
+from qsnn.run_dir import atomic_write_text, holds_run, locked, write_run_config
 from qsnn.validate import validate
 
 log = logging.getLogger("qsnn")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def hydra_info() -> dict[str, Any]:
@@ -108,7 +104,19 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
         except Exception as e:
             log.warning("W&B %s failed (%s): %s", mode or c.get("mode"), f"{type(e).__name__}: {e}".splitlines()[0],
                         "logging offline instead" if mode is None else "no W&B for this run")
+            _reset_wandb()
     return None
+
+
+def _reset_wandb() -> None:
+    """After a failed init W&B's service still holds the run id ("run ID ... is in use"): stop
+    it, so the offline run with the same id can start."""
+    try:
+        import wandb
+
+        wandb.teardown()
+    except Exception:
+        pass
 
 
 def cost_max_batches(cfg: DictConfig) -> int | None:
@@ -180,78 +188,91 @@ def _finish_loggers(loggers: list) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Validate, build, fit, test. Returns the summary dict (also written to summary.json)."""
+    """Validate, claim the output dir, build, fit, test, write. Returns the summary dict (also
+    written to summary.json).
+
+    Nothing in a dir that holds a run changes until the config is valid, the dir is locked, the
+    resume checks have passed and the model is built and matches the checkpoint: a refused job
+    leaves every file there as it was. A refused job in a fresh dir (a sweep's bad job) still
+    gets a summary.json saying why.
+    """
     t_start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     try:
         validate(cfg)
-    except Exception as e:  # a sweep's failed job still gets a summary saying why; never over a previous run's
-        if is_rank_zero() and not (out_dir / "summary.json").exists():
-            atomic_write_text(out_dir / "summary.json", json.dumps(
-                {"status": "failed", **hydra_info(), "error": f"{type(e).__name__}: {e}".splitlines()[0],
-                 "metrics": {}, "output_dir": str(out_dir)}, indent=1, default=str))
+    except Exception as e:
+        record_refusal(out_dir, e)
         raise
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked(out_dir) if is_rank_zero() else nullcontext():  # DDP ranks > 0 work in rank 0's dir
+        held_run = holds_run(out_dir)
+        try:
+            ckpt_path, ckpt, done = plan_start(cfg, out_dir)
+        except Exception as e:
+            record_refusal(out_dir, e)
+            raise
+        if done is not None:
+            return done
+        return run(cfg, out_dir, ckpt_path, ckpt, held_run, t_start)
+
+
+def record_refusal(out_dir: Path, e: Exception) -> None:
+    """A sweep's refused job still gets a summary saying why; never over a previous run's files."""
+    if is_rank_zero() and not holds_run(out_dir) and not (out_dir / "summary.json").exists():
+        atomic_write_text(out_dir / "summary.json", json.dumps(
+            {"status": "failed", **hydra_info(), "error": f"{type(e).__name__}: {e}".splitlines()[0],
+             "metrics": {}, "output_dir": str(out_dir)}, indent=1, default=str))
+
+
+def plan_start(cfg: DictConfig, out_dir: Path) -> tuple[str | None, dict | None, dict | None]:
+    """Where the job starts from: (checkpoint path, its content, None), or (.., .., the finished
+    run's summary) when a re-launched sweep job has nothing left to do. Raises on a dir that
+    holds another run, a resume with a changed config, or a checkpoint that cannot be used."""
     ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt_path = None
+    if not is_rank_zero():  # rank 0 checked the dir and the checkpoint
+        last = last_checkpoint(out_dir) if wants_resume(cfg) else None
+        return (str(last) if last else ckpt_path), None, None
+    check_output_dir(cfg)
     if wants_resume(cfg):
+        check_same_config(cfg, out_dir, hydra_info()["choices"])
         done = finished_summary(out_dir, hydra_info()["overrides"])
         if done is not None:  # a re-launched sweep skips the jobs that already finished
             log.info("%s finished already (summary.json status ok): skipped", out_dir)
-            return done
+            return None, None, done
         last = last_checkpoint(out_dir)
         ckpt_path = str(last) if last else None
         log.info("resuming from %s" if last else "nothing to resume in %s: starting from scratch", last or out_dir)
+    ckpt = load_checkpoint(ckpt_path, trust=cfg.get("trust_checkpoint", False)) if ckpt_path else None
+    return ckpt_path, ckpt, None
+
+
+def run(cfg: DictConfig, out_dir: Path, ckpt_path: str | None, ckpt: dict | None, held_run: bool,
+        t_start: float) -> dict[str, Any]:
+    """Build, check the checkpoint, write the config, fit, test; summary.json in every outcome
+    once the job owns the dir (or when the dir held no run before)."""
     summary: dict[str, Any] = {"status": "running", "resumed_from": ckpt_path, **hydra_info(), "seed": cfg.get("seed"),
                                "bits": cfg.quant.bits, "output_dir": str(out_dir)}
-    trainer, loggers, history = None, [], History()
+    trainer, loggers, history, owns_dir = None, [], History(), not held_run
     threads_before = torch.get_num_threads()  # restored below: an in-process run must not leak it
     try:
         if cfg.get("torch_threads"):  # parallel sweep jobs: 1 thread each beats N jobs x N threads
             torch.set_num_threads(int(cfg.torch_threads))
         if cfg.get("seed") is not None:
             L.seed_everything(cfg.seed, workers=True, verbose=False)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        if is_rank_zero():
-            atomic_write_text(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
         dm = build_datamodule(cfg)
         dm.prepare_data()
         summary["num_classes"] = getattr(dm, "num_classes", None)  # the report's chance level
         module = build_module(cfg, dm)
+        if ckpt is not None:
+            check_state_matches(ckpt, ckpt_path, module)  # one clear line instead of a state_dict mismatch dump
+        owns_dir = True  # from here on the job writes its dir, and summary.json says how it ended
+        resolved = write_run_config(cfg, out_dir) if is_rank_zero() else OmegaConf.to_container(cfg, resolve=True)
         loggers = build_loggers(cfg)
-        chosen = getattr(module.net, "stability_init", None)
-        for lg in loggers:
-            # the group choices too (sched=cosine is not in the resolved config): dashboards group by them
-            lg.log_hyperparams({**resolved, "choices": summary["choices"]})
-            if chosen:
-                lg.log_hyperparams({"surrogate_stability": chosen})
-        summary["wandb"] = wandb_info(loggers)
-        with_val = has_val(dm)
-        no_val = {} if with_val else {"limit_val_batches": 0}
-        callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers) + [history, EpochSchedules()]
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
-        summary["weight_bits"] = module.weight_bits
-        n_params = sum(p.numel() for p in module.net.parameters())
-        summary["weight_saving_vs_fp32"] = 32 * n_params / max(module.weight_bits, 1)
-        if chosen:
-            summary["surrogate_stability"] = chosen
-        t_fit = time.perf_counter()
-        summary["startup_s"] = t_fit - t_start
-        if ckpt_path:
-            check_checkpoint(ckpt_path, module)  # one clear line instead of a state_dict mismatch dump
-        if cfg.get("train", True):
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        summary["fit_s"] = time.perf_counter() - t_fit
-        # copy now: test(ckpt_path="best") restores callback state, History included, from that checkpoint
-        summary["epochs"], summary["lr"] = list(history.epochs), list(history.lr)
-        metrics = _metrics(trainer)
-        if cfg.get("test", True):
-            ckpt = "best" if with_val and _has_best_ckpt(trainer) else None  # no val: the last weights
-            trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
-            metrics.update(_metrics(trainer))
-            t_cost = time.perf_counter()
-            metrics.update(log_test_cost(trainer, module, dm, loggers, cost_max_batches(cfg)))
-            summary["cost_s"] = time.perf_counter() - t_cost
-        summary.update(status="ok", metrics=metrics)
+        trainer = build_trainer(cfg, module, dm, loggers, resolved, history, summary)
+        summary["startup_s"] = time.perf_counter() - t_start
+        summary.update(fit_and_test(cfg, trainer, module, dm, loggers, ckpt_path, history))
+        summary["status"] = "ok"
     except Exception as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                        traceback=traceback.format_exc(), metrics=_metrics(trainer))
@@ -267,7 +288,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["wall_s"] = time.perf_counter() - t_start
         _mark_wandb(loggers, summary)
         _finish_loggers(loggers)
-        if is_rank_zero():  # under DDP every rank runs train(); one summary per job
+        if is_rank_zero() and owns_dir:  # under DDP every rank runs train(); one summary per job
             atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -280,6 +301,50 @@ def wandb_info(loggers: list) -> dict[str, Any] | None:
         if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
             return run_info(lg.experiment)
     return None
+
+
+def build_trainer(cfg: DictConfig, module: QSNNModule, dm, loggers: list, resolved: dict, history: History,
+                  summary: dict[str, Any]) -> L.Trainer:
+    """The Lightning trainer with the config's callbacks; logs the config and the model's size."""
+    chosen = getattr(module.net, "stability_init", None)
+    for lg in loggers:
+        # the group choices too (sched=cosine is not in the resolved config): dashboards group by them
+        lg.log_hyperparams({**resolved, "choices": summary["choices"]})
+        if chosen:
+            lg.log_hyperparams({"surrogate_stability": chosen})
+    if chosen:
+        summary["surrogate_stability"] = chosen
+    summary["weight_bits"] = module.weight_bits
+    n_params = sum(p.numel() for p in module.net.parameters())
+    summary["weight_saving_vs_fp32"] = 32 * n_params / max(module.weight_bits, 1)
+    summary["wandb"] = wandb_info(loggers)
+    with_val = has_val(dm)
+    no_val = {} if with_val else {"limit_val_batches": 0}
+    callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers) + [history, EpochSchedules()]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: QSNNModule, dm, loggers: list,
+                 ckpt_path: str | None, history: History) -> dict[str, Any]:
+    """Train (from ``ckpt_path`` when given), then test the best checkpoint; returns timings,
+    history and metrics for the summary."""
+    weights_only = not cfg.get("trust_checkpoint", False)
+    t_fit = time.perf_counter()
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=weights_only)
+    out: dict[str, Any] = {"fit_s": time.perf_counter() - t_fit}
+    # copy now: test(ckpt_path="best") restores callback state, History included, from that checkpoint
+    out["epochs"], out["lr"] = list(history.epochs), list(history.lr)
+    metrics = _metrics(trainer)
+    if cfg.get("test", True):
+        ckpt = "best" if has_val(dm) and _has_best_ckpt(trainer) else None  # no val: the last weights
+        trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
+        metrics.update(_metrics(trainer))
+        t_cost = time.perf_counter()
+        metrics.update(log_test_cost(trainer, module, dm, loggers, cost_max_batches(cfg)))
+        out["cost_s"] = time.perf_counter() - t_cost
+    out["metrics"] = metrics
+    return out
 
 
 def _mark_wandb(loggers: list, summary: dict[str, Any]) -> None:
@@ -312,20 +377,29 @@ def _has_best_ckpt(trainer: L.Trainer) -> bool:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test a checkpoint (``ckpt_path``) with the model described by the config. Returns the
+    """Test a checkpoint (``ckpt_path``) with the model described by the config; refuse one that
+    is unsafe to load or was trained with another model, quantizer or data config. Returns the
     summary dict, also written to summary.json in the output dir (task "eval")."""
     t_start = time.perf_counter()
     validate(cfg)
     if not cfg.get("ckpt_path"):
         raise FileNotFoundError("ckpt_path is required: src/eval.py ckpt_path=/path/to/checkpoint.ckpt")
-    if not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
+    if cfg.get("export"):
+        from qsnn.export import check_exportable
+
+        check_exportable(cfg)  # before the test pass, not after
+    trust = bool(cfg.get("trust_checkpoint", False))
+    ckpt = load_checkpoint(cfg.ckpt_path, trust=trust)
+    check_eval_config(cfg, cfg.ckpt_path, ckpt, hydra_info()["choices"])
     dm = build_datamodule(cfg)
     dm.prepare_data()
     module = build_module(cfg, dm)
+    check_state_matches(ckpt, cfg.ckpt_path, module)
+    del ckpt
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     t_test = time.perf_counter()
-    trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)  # the table: qsnn.console
+    trainer.test(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False,  # the table: qsnn.console
+                 weights_only=not trust)
     metrics = {**_metrics(trainer), **log_test_cost(trainer, module, dm, [], cost_max_batches(cfg))}
     summary = {"status": "ok", "task": "eval", **hydra_info(), "ckpt_path": str(cfg.ckpt_path), "bits": cfg.quant.bits,
                "output_dir": str(cfg.paths.output_dir), "metrics": metrics, "startup_s": t_test - t_start,
