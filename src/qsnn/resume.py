@@ -6,6 +6,10 @@ checkpoint restores epoch, optimizer, LR-schedule position and callback states (
 stopping, best checkpoint, history); ``RNGState`` adds the torch/numpy/python RNG, which
 Lightning does not restore. The W&B run id lives in ``wandb_run_id`` next to the run so the
 resumed job logs to the same W&B run (WandbLogger passes ``resume="allow"``).
+
+Before anything is built, a resume compares its config with the run's ``config_resolved.yaml``
+(``check_same_config``) and refuses a change outside ``SAFE_ON_RESUME`` with one line listing
+it; ``check_eval_config`` does the same for ``src/eval.py`` on the model, quantizer and data keys.
 """
 from __future__ import annotations
 
