@@ -57,15 +57,17 @@ def test_refused_resume_leaves_every_file_byte_identical(sweep):
     d = sweep / "0"
     before = all_files(d)
     assert any(k.startswith(".hydra/") for k in before) and any(k.startswith("wandb/") for k in before)
-    r = subprocess.run([PY, str(ROOT / "src/train.py"), *JOB, "trainer.max_epochs=3", "quant.bits=32", "optim.lr=0.1",
-                        "resume=true", f"hydra.run.dir={d}"], cwd=ROOT, env=job_env(), capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 1, r.stderr[-3000:]
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    assert "quant.bits: 4 -> 32" in errors[0] and "optim.lr: 0.005 -> 0.1" in errors[0]
-    assert "trainer.max_epochs" not in errors[0].split(";")[0]  # a safe key is not listed as a change
-    assert all_files(d) == before
+    for extra, expect in ((["trainer.max_epochs=3", "quant.bits=32", "optim.lr=0.1", "resume=true"],
+                           ["quant.bits: 4 -> 32", "optim.lr: 0.005 -> 0.1"]),
+                          (["quant.bits=32"], ["already holds a run"])):  # a re-run without resume=true
+        r = subprocess.run([PY, str(ROOT / "src/train.py"), *JOB, *extra, f"hydra.run.dir={d}"], cwd=ROOT,
+                           env=job_env(), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1, r.stderr[-3000:]
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+        assert all(e in errors[0] for e in expect), errors[0]
+        assert "trainer.max_epochs" not in errors[0].split(";")[0]  # a safe key is not listed as a change
+        assert all_files(d) == before  # .hydra/*.yaml too: Hydra no longer writes them before the job
 
 
 @pytest.mark.parametrize("change", ["quant.bits=2", "optim=sgd", "truncated last.ckpt"])
