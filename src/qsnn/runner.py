@@ -190,10 +190,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate, claim the output dir, build, fit, test, write. Returns the summary dict (also
     written to summary.json).
 
-    Nothing in a dir that holds a run changes until the config is valid, the dir is locked, the
-    resume checks have passed and the model is built and matches the checkpoint: a refused job
-    leaves every file there as it was. A refused job in a fresh dir (a sweep's bad job) still
-    gets a summary.json saying why.
+    Nothing in a dir that holds a run changes until the config is valid, the dir is locked and the
+    resume checks have passed (config, checkpoint readable); its summary.json only once the model
+    is built and matches the checkpoint: a refused job leaves every file there as it was. A
+    refused job in a fresh dir (a sweep's bad job) still gets a summary.json saying why.
     """
     t_start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
@@ -248,13 +248,15 @@ def plan_start(cfg: DictConfig, out_dir: Path) -> tuple[str | None, dict | None,
 
 def run(cfg: DictConfig, out_dir: Path, ckpt_path: str | None, ckpt: dict | None, held_run: bool,
         t_start: float) -> dict[str, Any]:
-    """Build, check the checkpoint, write the config, fit, test; summary.json in every outcome
-    once the job owns the dir (or when the dir held no run before)."""
+    """Write the config, build, check the checkpoint, fit, test; summary.json in every outcome once
+    the model is built and matches the checkpoint (and in any outcome when the dir held no run)."""
     summary: dict[str, Any] = {"status": "running", "resumed_from": ckpt_path, **hydra_info(), "seed": cfg.get("seed"),
                                "bits": cfg.quant.bits, "output_dir": str(out_dir)}
     trainer, loggers, history, owns_dir = None, [], History(), not held_run
     threads_before = torch.get_num_threads()  # restored below: an in-process run must not leak it
     try:
+        # the checks passed: the job's config goes into its dir (the report finds a job killed from here on)
+        resolved = write_run_config(cfg, out_dir) if is_rank_zero() else OmegaConf.to_container(cfg, resolve=True)
         if cfg.get("torch_threads"):  # parallel sweep jobs: 1 thread each beats N jobs x N threads
             torch.set_num_threads(int(cfg.torch_threads))
         if cfg.get("seed") is not None:
@@ -266,7 +268,6 @@ def run(cfg: DictConfig, out_dir: Path, ckpt_path: str | None, ckpt: dict | None
         if ckpt is not None:
             check_state_matches(ckpt, ckpt_path, module)  # one clear line instead of a state_dict mismatch dump
         owns_dir = True  # from here on the job writes its dir, and summary.json says how it ended
-        resolved = write_run_config(cfg, out_dir) if is_rank_zero() else OmegaConf.to_container(cfg, resolve=True)
         loggers = build_loggers(cfg)
         trainer = build_trainer(cfg, module, dm, loggers, resolved, history, summary)
         summary["startup_s"] = time.perf_counter() - t_start
