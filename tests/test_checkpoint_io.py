@@ -102,8 +102,8 @@ def test_eval_refuses_other_bits_naming_the_key(trained, make_cfg, tmp_path):
 
 
 def test_eval_with_the_run_config_works(trained, make_cfg):
-    metrics = evaluate(eval_cfg(make_cfg, trained / "checkpoints" / "last.ckpt", "sched=cosine"))
-    assert 0 <= metrics["test/acc"] <= 1
+    summary = evaluate(eval_cfg(make_cfg, trained / "checkpoints" / "last.ckpt", "sched=cosine"))
+    assert 0 <= summary["metrics"]["test/acc"] <= 1
 
 
 @pytest.mark.parametrize("content,expect", [(b"not a checkpoint at all\n", "cannot read checkpoint"),
