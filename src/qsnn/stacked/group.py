@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from qsnn.runner import atomic_write_text
-from qsnn.resume import check_output_dir, finished_summary, last_checkpoint, wants_resume
+from qsnn.checkpoint_io import load_checkpoint
+from qsnn.resume import check_output_dir, check_same_config, finished_summary, last_checkpoint, wants_resume
+from qsnn.run_dir import atomic_write_text, holds_run
 from qsnn.stacked.loop import StackedFit, setup_runtime
 from qsnn.stacked.seeds import SeedJob, SeedRNG
 from qsnn.validate import validate
@@ -49,16 +50,17 @@ def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float
     check_output_dir(cfg)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, start = None, 0
-    if wants_resume(cfg):
+    if wants_resume(cfg):  # the same checks as runner.train, before the job writes anything
+        check_same_config(cfg, job.out_dir, info.get("choices"))
         done = finished_summary(job.out_dir, info["overrides"])
         if done is not None:
             log.info("%s finished already (summary.json status ok): skipped", job.out_dir)
             return job, done, 0
         last = job.resume_path if job.resume_path.is_file() else last_checkpoint(job.out_dir)
         job.summary["resumed_from"] = str(last) if last else None
+        ckpt = load_checkpoint(last, trust=bool(cfg.get("trust_checkpoint", False))) if last else None
     idx = job.setup(dtype, device, rng)
-    if wants_resume(cfg) and job.summary["resumed_from"]:
-        ckpt = torch.load(job.summary["resumed_from"], map_location="cpu", weights_only=False)
+    if ckpt is not None:
         if "qsnn_stacked" not in ckpt:
             raise ValueError(f"{job.summary['resumed_from']} was not written by launcher=stacked: resume this job "
                              "with the launcher that started it")
@@ -131,7 +133,7 @@ def _failed(cfg: DictConfig, info: dict, e: Exception) -> dict:
     out = Path(cfg.paths.output_dir)
     summary = {"status": "failed", **info, "error": f"{type(e).__name__}: {e}".splitlines()[0], "metrics": {},
                "output_dir": str(out)}
-    if not (out / "summary.json").exists():  # never over a previous run's summary
+    if not holds_run(out) and not (out / "summary.json").exists():  # never over a previous run's files
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     log.error("job failed: %s", summary["error"])
     return summary
