@@ -47,7 +47,7 @@ def job_cfg(overrides, out_dir, infos: list | None = None):
 def same_summary(a, b, what):
     """Everything a single run's summary.json holds, equal, but timings and the output dir."""
     assert set(a) == set(b), f"{what}: {set(a) ^ set(b)}"
-    for k in set(a) - {"epochs", "lr", "metrics", "output_dir", "startup_s", "fit_s", "wall_s"}:
+    for k in set(a) - {"epochs", "lr", "metrics", "output_dir", "startup_s", "fit_s", "wall_s", "cost_s"}:
         assert a[k] == b[k], f"{what} {k}"
     close(a["metrics"], b["metrics"], f"{what} metrics")
     assert len(a["epochs"]) == len(b["epochs"])
@@ -166,7 +166,7 @@ def test_kill_and_resume_a_stacked_sweep_is_bit_identical(tmp_path):
         a = json.loads((tmp_path / "whole" / i / "summary.json").read_text())
         b = json.loads((killed / i / "summary.json").read_text())
         assert b["status"] == "ok" and b["resumed_from"].endswith("stacked_resume.ckpt")
-        for k in set(a) - {"startup_s", "fit_s", "wall_s", "resumed_from", "overrides", "output_dir"}:
+        for k in set(a) - {"startup_s", "fit_s", "wall_s", "cost_s", "resumed_from", "overrides", "output_dir"}:
             if k == "epochs":
                 a[k] = [{m: v for m, v in e.items() if m != "time/epoch_s"} for e in a[k]]
                 b[k] = [{m: v for m, v in e.items() if m != "time/epoch_s"} for e in b[k]]

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from qsnn.checkpoint_io import AtomicCheckpointIO
 from qsnn.metrics import log_test_cost
 from qsnn.runner import _finish_loggers, _mark_wandb, _metrics, atomic_write_text, build_datamodule, build_loggers, \
-    build_module, wandb_info
+    build_module, cost_max_batches, wandb_info
 
 log = logging.getLogger("qsnn")
 RESUME_FILE = "stacked_resume.ckpt"
@@ -193,7 +193,10 @@ class SeedJob:
     def _test(self) -> dict[str, float]:
         trainer = instantiate(self.cfg.trainer, logger=self.loggers or False, callbacks=[], enable_progress_bar=False)
         trainer.test(self.module, datamodule=self.dm, ckpt_path=self.best_path or None, verbose=False)
-        return {**_metrics(trainer), **log_test_cost(trainer, self.module, self.dm, self.loggers)}
+        metrics, t_cost = _metrics(trainer), time.perf_counter()
+        metrics.update(log_test_cost(trainer, self.module, self.dm, self.loggers, cost_max_batches(self.cfg)))
+        self.summary["cost_s"] = time.perf_counter() - t_cost
+        return metrics
 
     def times(self, **t: float) -> None:
         self.summary.update(t)

@@ -44,6 +44,8 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         (_sel(cfg, "optim._target_") not in OPTIMIZERS, f"optimizer {_sel(cfg, 'optim._target_')} is not elementwise"),
         (bool(cfg.get("compile")), "compile=true"),
         (cfg.get("ckpt_path") not in (None, "last"), "ckpt_path (a single run's checkpoint)"),
+        (_sel(cfg, "data.val_size") == 0 or _sel(cfg, "data.val_fraction") == 0,
+         "no validation set (the stacked loop validates every epoch)"),
     ]
     for bad, why in checks:
         if bad:
