@@ -144,7 +144,9 @@ class SeedJob:
             io.save_checkpoint({**ckpt, "qsnn_stacked": self._loop_state(loop_state)}, path)
             if old and old != str(path):
                 Path(old).unlink(missing_ok=True)
-        if ck.get("save_last") and better:  # Lightning 2.6 writes last.ckpt only in a step that saved top-k
+        # Lightning's ModelCheckpoint writes last.ckpt only in an epoch that saved top-k; RunCheckpoint every epoch
+        every_epoch = str(ck.get("_target_", "")).endswith("RunCheckpoint")
+        if ck.get("save_last") and (better or every_epoch):
             io.save_checkpoint({**ckpt, "qsnn_stacked": self._loop_state(loop_state)}, dirpath / "last.ckpt")
 
     def _loop_state(self, loop_state: dict) -> dict:

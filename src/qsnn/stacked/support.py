@@ -9,7 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # Lightning callbacks the loop reproduces (per seed); anything else runs job by job
 CALLBACKS = {
-    "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.callbacks.EarlyStopping",
+    "lightning.pytorch.callbacks.ModelCheckpoint", "qsnn.checkpoint_io.RunCheckpoint",
+    "lightning.pytorch.callbacks.EarlyStopping",
     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.RichProgressBar",
     "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.callbacks.ProgressBar", "qsnn.callbacks.EpochTimer", "qsnn.callbacks.ClampWeights",
     "qsnn.guard.DivergenceGuard", "qsnn.resume.RNGState",
