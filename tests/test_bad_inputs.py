@@ -91,6 +91,21 @@ ROWS = [
     ("validate", "data.num_steps=0", "data.num_steps=0"),
     ("validate", "data.batch_size=0", "data.batch_size=0"),
     ("validate", "model.beta=1.5", "model.beta=1.5"),
+    # issue 17: every value names its key (more cases: tests/test_validate.py)
+    ("validate", "seed=abc", "seed='abc'"),
+    ("validate", "data=randman data.classes=1", "data.classes=1"),
+    ("validate", "quant=sigmoid_sum quant.bits=32", "quant.bits=32"),
+    ("validate", "trainer.max_epochs=0", "src/eval.py ckpt_path="),
+    ("validate", "data.val_fraction=1.5", "data.val_fraction=1.5"),
+    ("validate", "model.hidden=[0]", "model.hidden=[0]"),
+    ("validate", "sched=cosine_periodic sched.T_max=0", "sched.T_max=0"),
+    ("validate", "surrogate.slope=0", "surrogate.slope=0"),
+    ("validate", "surrogate=atan surrogate.alpha=-1", "surrogate.alpha=-1"),
+    ("mnist_fewer_than_val_size", "data.val_size=100", "data.val_size=100"),
+    ("idx_not_28x28", IDX_FILES["train_images"], "expected 28x28"),
+    ("labels_out_of_range", IDX_FILES["test_labels"], "outside 0..9"),
+    ("split_too_small", "data.val_fraction=0.001", "data.val_fraction=0.001"),
+    ("csnn_on_1d_data", "data=randman model=csnn", "model=csnn"),
     *[("compose", f"{g}=no_such_option", f"Could not find '{g}/no_such_option'") for g in GROUPS],
     ("compose", "optim.lrr=0.1", "Could not override 'optim.lrr'"),
     ("compose", "trainer.max_epoch=3", "Could not override 'trainer.max_epoch'"),
@@ -103,7 +118,7 @@ ROWS = [
     ("ckpt_other_model", "model.hidden=[64]", "different model config"),
     ("ckpt_truncated", "", "cannot read checkpoint"),
     ("disk_full_on_checkpoint", "", "write failed"),
-    ("nan_during_finetune", "surrogate.slope=nan", "diverged"),
+    ("nan_during_finetune", "loss.sparsity.weight=1e30", "diverged"),
     ("wandb_online_no_key", "", "logging offline instead"),
     ("sigterm_mid_epoch", "", "interrupted by SIGTERM"),
     ("sweep_with_failing_job", "quant.bits=4,9", "quant.bits=9"),
@@ -117,7 +132,7 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
     message = ""
 
     if kind == "validate":  # a typo while resuming the finished run: rejected before anything is touched
-        cfg = make_cfg(*FAST, arg, "resume=true")
+        cfg = make_cfg(*FAST, *arg.split(), "resume=true")
         with open_dict(cfg):
             cfg.paths.output_dir = str(prior_dir)
         with pytest.raises(ConfigError) as e:
@@ -148,6 +163,34 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         message = str(e.value)
         assert str(root) in message
         assert failed_summary(out)["error"].endswith(message.splitlines()[0])
+
+    elif kind in ("mnist_fewer_than_val_size", "idx_not_28x28", "labels_out_of_range", "split_too_small",
+                  "csnn_on_1d_data"):  # refused before the model is built or anything trains
+        overrides = arg.split() if kind in ("split_too_small", "csnn_on_1d_data") else None
+        if overrides is None:
+            root = make_mnist(tmp_path / "mnist")
+            overrides = [*MNIST, f"data.root={root}"]
+            if kind == "mnist_fewer_than_val_size":  # 60 training images
+                overrides = [o for o in overrides if not o.startswith("data.val_size")] + [arg]
+            elif kind == "idx_not_28x28":
+                write_idx(root / arg, np.zeros((60, 32, 32), np.uint8))
+            else:
+                write_idx(root / arg, (np.arange(20) % 13).astype(np.uint8))  # 20 test images, labels 0..12
+        with pytest.raises((ConfigError, DataFileError)) as e:
+            train(make_cfg(*FAST, *overrides))
+        message = str(e.value)
+        assert "\n" not in message
+        assert not list(out.glob("checkpoints/*.ckpt"))
+
+    elif kind == "dead_network":  # runs to the end, status ok, and says the network learned nothing
+        with caplog.at_level("WARNING", logger="qsnn"):
+            summary = train(make_cfg(*FAST, arg, "trainer.max_epochs=2"))
+        assert summary["status"] == "ok"
+        saved = json.loads((out / "summary.json").read_text())
+        assert saved["warnings"] and saved["warnings"] == summary["warnings"]
+        assert all(w in caplog.text for w in saved["warnings"])
+        message = saved["warnings"][0]
+        assert not json.loads((prior_dir / "summary.json").read_text()).get("warnings")  # a healthy run: none
 
     elif kind == "ckpt_other_model":
         ckpt = prior_dir / "checkpoints" / "last.ckpt"
@@ -183,12 +226,12 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         assert not list((out / "checkpoints").glob(".*tmp*"))  # no half-written temp file left behind
         assert failed_summary(out)
 
-    elif kind == "nan_during_finetune":  # gradients turn NaN in epoch 1 from a checkpoint: stop, save no NaN
-        with pytest.raises(Diverged) as e:  # a NaN surrogate slope makes every gradient NaN
-            train(make_cfg(*FAST, "surrogate.slope=nan", "trainer.max_epochs=2", "logger=wandb",
-                           f"ckpt_path={prior_dir / 'checkpoints' / 'last.ckpt'}"))
+    elif kind == "nan_during_finetune":  # the gradient overflows from a checkpoint: stop, save no diverged weights
+        with pytest.raises(Diverged) as e:  # a huge sparsity weight from step 0 (NaN values are refused by validation)
+            train(make_cfg(*FAST, arg, "loss.sparsity.start=0", "loss.sparsity.end=0", "trainer.max_epochs=2",
+                           "logger=wandb", f"ckpt_path={prior_dir / 'checkpoints' / 'last.ckpt'}"))
         message = str(e.value)
-        assert "nan" in message
+        assert "gradient norm is inf" in message
         assert not list((out / "checkpoints").glob("*.ckpt"))  # no checkpoint of the diverged weights
         assert failed_summary(out)["error"].startswith("Diverged")
         (run_dir,) = (out / "wandb").glob("offline-run-*")

@@ -89,11 +89,11 @@ def test_periods_as_fraction_of_the_run_follow_total_steps():
 def test_fraction_outside_0_1_is_one_line_error(key, value):
     from omegaconf import OmegaConf
 
-    from qsnn.validate import ConfigError, _validate_sched_fractions
+    from qsnn.validate import ConfigError, validate
 
     cfg = OmegaConf.create({})
     OmegaConf.update(cfg, key, value)
-    with pytest.raises(ConfigError, match=rf"{key}={float(value)!r} is not allowed: .*\(0, 1\]"):
-        _validate_sched_fractions(cfg)
+    with pytest.raises(ConfigError, match=rf"{key}={value!r} is not allowed: .*\(0, 1\]"):
+        validate(cfg)  # the rule table of qsnn.validate
     OmegaConf.update(cfg, key, 1.0)
-    _validate_sched_fractions(cfg)  # 1.0 (one period = the whole run) is fine
+    validate(cfg)  # 1.0 (one period = the whole run) is fine

@@ -1,116 +1,387 @@
 """Check a composed config before anything is built: one clear line per problem.
 
-Each message names the key, the value given and what is allowed.
+Each message names the key, the value given and what is allowed. Three parts:
+
+- ``RULES``: one row per numeric, choice and flag key of conf/ (``key, rule, when``). A key the
+  chosen group options do not have is skipped; for a key with several rows the first row whose
+  ``when`` holds applies (e.g. ``quant.bits`` is 1..8 for the sigmoid-sum quantizer, 1..8 or 32
+  otherwise). ``tests/test_validate.py`` checks that every leaf key of every option in conf/ has
+  a row here or is listed in ``DERIVED``/``UNCHECKED``, so a new key cannot slip past.
+- ``DERIVED``: keys that only mirror another key by interpolation (``quant.weight.bits:
+  ${..bits}``); setting one directly would make the run disagree with itself.
+- ``_cross_checks``: rules that relate keys (fractions that must leave a training set, a
+  period given in steps or in epochs, ...).
+
+``input_shape`` gives the sample shape each data option feeds the model, so a conv net on 1-D
+data or on images too small for its blocks is refused here too. Values are compared strictly by type: ``data.batch_size=1.5``, ``seed=abc``,
+``model.learn_beta=yes`` are refused rather than coerced.
 """
 from __future__ import annotations
 
 import importlib.util
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 ALLOWED_BITS = set(range(1, 9)) | {32}
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: larger numbers overflow in the optimizer
+SEED_MAX = 2**32 - 1  # numpy's (and Lightning's) seed range; Lightning replaces others by a random seed
 
 
 class ConfigError(ValueError):
     pass
 
 
-def _get(cfg: DictConfig, key: str):
-    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+@dataclass(frozen=True)
+class Rule:
+    ok: Callable[[Any], bool]
+    allowed: str  # "use ..." text of the error message
 
 
-def _number(cfg, key, kind=float):
-    v = _get(cfg, key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
-        raise ConfigError(f"{key}={v!r} is not allowed: expected {'an integer' if kind is int else 'a number'}")
-    return kind(v)
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _or_null(rule: Rule, null: bool) -> Rule:
+    return Rule(lambda v: v is None or rule.ok(v), rule.allowed + " or null") if null else rule
+
+
+def integer(lo: int | None = None, hi: int | None = None, null: bool = False, allowed: str | None = None) -> Rule:
+    text = allowed or ("an integer" + (f" in {lo}..{hi}" if lo is not None and hi is not None
+                                       else f" >= {lo}" if lo is not None else ""))
+    return _or_null(Rule(lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), text), null)
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+           null: bool = False, allowed: str | None = None) -> Rule:
+    if lo is not None and hi is not None:
+        text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        text = f"a number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = "a finite number"
+
+    def ok(v):
+        return _is_num(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
+            (hi is None or (v < hi if hi_open else v <= hi))
+    return _or_null(Rule(ok, allowed or text), null)
+
+
+def choice(*options, allowed: str | None = None) -> Rule:
+    names = ["null" if o is None else str(o).lower() if isinstance(o, bool) else str(o) for o in options]
+    text = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
+    # bools compare equal to 0/1: match type as well as value
+    return Rule(lambda v: any(v == o and type(v) is type(o) for o in options), allowed or text)
+
+
+FLAG = choice(True, False)
+TEXT = Rule(lambda v: isinstance(v, str) and v != "", "a non-empty string")
+PATH = Rule(lambda v: isinstance(v, str) and v != "", "a directory path")
+POSITIVE = number(0, lo_open=True)
+FRACTION_OPEN = number(0, 1, lo_open=True, hi_open=True)
+PROBABILITY = number(0, 1)
+
+
+def int_list(lo: int = 1, length: int | None = None, allowed: str | None = None) -> Rule:
+    def ok(v):
+        return isinstance(v, list) and (length is None or len(v) == length) and all(_is_int(x) and x >= lo for x in v)
+    n = f"{length} " if length else ""
+    return Rule(ok, allowed or f"a list of {n}integers >= {lo}")
+
+
+def num_list(lo: float, hi: float, length: int, hi_open: bool = True) -> Rule:
+    item = number(lo, hi, hi_open=hi_open)
+    return Rule(lambda v: isinstance(v, list) and len(v) == length and all(item.ok(x) for x in v),
+                f"a list of {length} numbers in [{lo:g}, {hi:g}{')' if hi_open else ']'}")
+
+
+# --- which group option is chosen: a rule's ``when`` ---------------------------------------------
+EVENTS = ("data._target_", "qsnn.data.events.EventDataModule")
+RANDMAN = ("data._target_", "qsnn.data.randman.RandmanDataModule")
+SIGMOID_SUM = ("quant.method", "sigmoid_sum")
+FAMILY = ("surrogate._target_", "qsnn.surrogate.surrogate")
+
+_SETS = ("nmnist", "dvsgesture", "cifar10dvs", "ncaltech101", "shd")  # qsnn.data.tonic_sets.SETS (tonic-free import)
+_SHAPES = ("rectangular", "triangular", "exponential", "gaussian", "sigmoid_derivative", "fast_sigmoid",
+           "q_pseudo_spike")  # qsnn.surrogate.family.SHAPES
+_STES = ("identity", "relu", "clipped_relu")  # qsnn.quant.ste.STES
+
+RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
+    # top level
+    ("seed", integer(0, SEED_MAX, allowed=f"an integer in 0..{SEED_MAX} (it seeds weights, data split and "
+                                          "batch order)"), None),
+    ("torch_threads", integer(1, null=True), None),
+    ("train", FLAG, None), ("test", FLAG, None), ("resume", FLAG, None), ("print_config", FLAG, None),
+    ("compile", FLAG, None),
+    ("cost.max_batches", integer(1, null=True, allowed="an integer >= 1 (test batches measured) or null (all)"),
+     None),
+    # data (every dataset)
+    ("data.batch_size", integer(1), None),
+    ("data.eval_batch_size", integer(1, null=True), None),
+    ("data.num_steps", integer(1, null=True), EVENTS),  # null: T = n_time_bins
+    ("data.num_steps", integer(1), None),
+    ("data.encoding", choice("none", allowed="none (the samples are spike sequences already)"), EVENTS),
+    ("data.encoding", choice("none", allowed="none (the samples are spike rasters already)"), RANDMAN),
+    ("data.encoding", choice("direct", "rate", "latency"), None),
+    ("data.val_fraction", FRACTION_OPEN, None),
+    ("data.test_fraction", FRACTION_OPEN, None),
+    ("data.val_size", integer(0, allowed="0 (no validation set) or a positive integer"), None),
+    ("data.seed", integer(0, SEED_MAX), None),
+    # randman
+    ("data.classes", integer(2, allowed="an integer >= 2 (a task needs two classes)"), None),
+    ("data.units", integer(1), None),
+    ("data.dim", integer(1), None),
+    ("data.alpha", number(1, allowed="a number >= 1 (smaller needs over 1000 terms per random function)"), None),
+    ("data.samples_per_class", integer(1), None),
+    ("data.manifold_seed", integer(0, SEED_MAX), None),
+    # event datasets
+    ("data.name", choice(*_SETS), EVENTS),
+    ("data.name", TEXT, None),  # IDX: the folder name under data.root (MNIST, FashionMNIST)
+    ("data.root", PATH, None),
+    ("data.cache_dir", _or_null(PATH, True), None),
+    ("data.download", FLAG, None), ("data.cache", FLAG, None),
+    ("data.downsample", integer(1, allowed="an integer factor >= 1"), None),
+    ("data.denoise_us", number(0, lo_open=True, null=True), None),
+    ("data.time_window_us", number(0, lo_open=True, null=True), None),
+    ("data.n_time_bins", integer(1, null=True), None),
+    ("data.eval_steps", integer(1, null=True), None),
+    ("data.num_workers", integer(0), None),
+    ("data.sensor_size", int_list(1, 3, allowed="a list [W, H, P] of integers >= 1"), None),
+    ("data.num_classes", integer(2, null=True), None),
+    # model
+    ("model.hidden", int_list(1, allowed="a list of layer sizes, each an integer >= 1 ([] for none)"), None),
+    ("model.channels", int_list(1, allowed="a list of channel counts, each an integer >= 1"), None),
+    ("model.kernel_size", integer(1), None),
+    ("model.batchnorm", FLAG, None), ("model.bias", FLAG, None),
+    ("model.learn_beta", FLAG, None), ("model.learn_threshold", FLAG, None),
+    ("model.beta", number(0, 1, allowed="a number in [0, 1] (the membrane decay)"), None),
+    ("model.threshold", POSITIVE, None),
+    ("model.reset", choice("subtract", "zero", "none"), None),
+    ("model.dropout", number(0, 1, hi_open=True), None),
+    ("model.impl", choice("fast", "snntorch"), None),
+    ("model.neuron", choice("leaky", "sigma_delta"), None),
+    ("model.sigma_delta.activation", choice("relu", "clipped_relu"), None),
+    ("model.sigma_delta.ste", choice(*_STES), None),
+    ("model.sigma_delta.dt_start", POSITIVE, None),
+    ("model.sigma_delta.dt_end", POSITIVE, None),
+    ("model.sigma_delta.anneal_end", number(0, 1, lo_open=True), None),
+    # quant
+    ("quant.method", choice("uniform_ste", "sigmoid_sum",
+                            allowed="uniform_ste (quant=uniform) or sigmoid_sum (quant=sigmoid_sum)"), None),
+    ("quant.bits", integer(1, 8, allowed="an integer in 1..8 (the sigmoid-sum quantizer has no full-precision "
+                                         "mode: for 32 bits use quant=uniform)"), SIGMOID_SUM),
+    ("quant.bits", Rule(lambda v: _is_int(v) and v in ALLOWED_BITS,
+                        "an integer in 1..8, or 32 for full precision"), None),
+    ("quant.per_channel", choice(False, allowed="false (per-channel scales exist for quant=uniform only)"),
+     SIGMOID_SUM),
+    ("quant.per_channel", FLAG, None),
+    ("quant.keep_first_fp", FLAG, None), ("quant.keep_last_fp", FLAG, None), ("quant.narrow", FLAG, None),
+    ("quant.state_bits", integer(1, 16, null=True), None),
+    ("quant.t0", POSITIVE, None), ("quant.t_max", POSITIVE, None),
+    ("quant.state.uniform", FLAG, None),
+    # surrogate
+    ("surrogate.shape", choice(*_SHAPES), FAMILY),
+    ("surrogate.gamma", POSITIVE, FAMILY),
+    ("surrogate.beta", POSITIVE, FAMILY),
+    ("surrogate.q", number(1, lo_open=True, allowed="a number > 1 (the tail fatness)"), None),
+    ("surrogate.stability", FLAG, None),
+    ("surrogate.slope", POSITIVE, None),       # snntorch fast_sigmoid, sigmoid
+    ("surrogate.alpha", POSITIVE, None),       # snntorch atan
+    ("surrogate.threshold", POSITIVE, None),   # snntorch triangular
+    # sched
+    ("sched.warmup_steps", integer(0), None),
+    ("sched.eta_min", number(0), None),
+    ("sched.T_max", integer(1, null=True), None),
+    ("sched.T_max_epochs", number(0, lo_open=True, null=True), None),
+    ("sched.T_max_frac", number(0, 1, lo_open=True, null=True), None),
+    ("sched.T_0", integer(1, null=True), None),
+    ("sched.T_0_epochs", number(0, lo_open=True, null=True), None),
+    ("sched.T_0_frac", number(0, 1, lo_open=True, null=True), None),
+    ("sched.T_mult", integer(1), None),
+    ("sched.step_size", integer(1, null=True), None),
+    ("sched.step_epochs", number(0, lo_open=True, null=True), None),
+    ("sched.gamma", POSITIVE, None),
+    ("sched.pct_start", FRACTION_OPEN, None),
+    ("sched.div_factor", POSITIVE, None),
+    ("sched.final_div_factor", POSITIVE, None),
+    # optim
+    ("optim.lr", number(0, FLOAT32_MAX, lo_open=True, allowed="a number > 0 (the learning rate; at most 3.4e38, "
+                                                              "float32)"), None),
+    ("optim.betas", num_list(0, 1, 2), None),
+    ("optim.weight_decay", number(0), None),
+    ("optim.momentum", number(0, 1, hi_open=True), None),
+    ("optim.nesterov", FLAG, None),
+    # loss
+    ("loss.correct_rate", PROBABILITY, None),
+    ("loss.incorrect_rate", PROBABILITY, None),
+    ("loss.sparsity.weight", number(0, allowed="a number >= 0 (0 = off)"), None),
+    ("loss.sparsity.f_target", PROBABILITY, None),
+    ("loss.sparsity.start", PROBABILITY, None),
+    ("loss.sparsity.end", PROBABILITY, None),
+    # trainer (the keys our conf sets or the docs suggest; Lightning checks the rest itself)
+    ("trainer.max_epochs", Rule(lambda v: _is_int(v) and (v >= 1 or v == -1),
+                                "an integer >= 1, or -1 for no limit (to test a checkpoint without training: "
+                                "src/eval.py ckpt_path=...)"),
+     None),
+    ("trainer.min_epochs", integer(0, null=True), None),
+    ("trainer.check_val_every_n_epoch", integer(1, null=True), None),
+    ("trainer.log_every_n_steps", integer(1), None),
+    ("trainer.accumulate_grad_batches", integer(1), None),
+    ("trainer.gradient_clip_val", number(0, null=True), None),
+    *[(f"trainer.limit_{s}_batches", Rule(lambda v: (_is_int(v) and v >= 0) or (_is_num(v) and 0 <= v <= 1),
+                                          "an integer >= 0 (batches) or a fraction in [0, 1]"), None)
+      for s in ("train", "val", "test")],
+]
+
+# key -> the key it mirrors; set that one instead
+DERIVED = {
+    "quant.weight.bits": "quant.bits", "quant.weight.per_channel": "quant.per_channel",
+    "quant.weight.narrow": "quant.narrow", "quant.weight.t0": "quant.t0", "quant.weight.t_max": "quant.t_max",
+    "quant.state.num_bits": "quant.state_bits", "quant.state.threshold": "model.threshold",
+}
+# leaf keys of train.yaml that take any string (or null): no rule
+UNCHECKED = {"task_name", "ckpt_path", "optimized_metric"}
+
+
+SECTIONS = ("data", "model", "quant", "surrogate", "sched", "optim", "loss", "trainer", "cost")
+
+
+def flatten(cfg: DictConfig) -> tuple[dict[str, Any], set[str]]:
+    """{dotted key: resolved value} of the top-level leaves and every leaf of ``SECTIONS`` (lists as
+    lists), and the set of keys that are interpolations. One walk: far cheaper than a select per rule."""
+    values, interpolated = {}, set()
+
+    def walk(node: DictConfig, prefix: str, deep: bool):
+        for k in node.keys():
+            key, child = f"{prefix}{k}", node._get_node(k)
+            if isinstance(child, DictConfig):
+                if deep or k in SECTIONS:
+                    walk(child, key + ".", True)
+                continue
+            if child._is_interpolation():
+                interpolated.add(key)
+            try:
+                v = node[k]
+            except Exception:  # an interpolation that cannot resolve here (no rule reads it)
+                continue
+            values[key] = OmegaConf.to_container(v, resolve=True) if isinstance(v, ListConfig) else v
+    walk(cfg, "", False)
+    return values, interpolated
+
+
+def _fail(key: str, value, allowed: str):
+    raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}")
 
 
 def validate(cfg: DictConfig) -> None:
-    bits = _get(cfg, "quant.bits")
-    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS):
-        raise ConfigError(f"quant.bits={bits!r} is not allowed: use an integer in 1..8, or 32 for full precision")
-    sbits = _get(cfg, "quant.state_bits")
-    if sbits is not None and (isinstance(sbits, bool) or not isinstance(sbits, int) or not 1 <= sbits <= 16):
-        raise ConfigError(f"quant.state_bits={sbits!r} is not allowed: use null or an integer in 1..16")
-    lr = _number(cfg, "optim.lr")
-    if lr is not None and not lr > 0:
-        raise ConfigError(f"optim.lr={lr!r} is not allowed: the learning rate must be > 0")
-    for key in ("data.num_steps", "data.batch_size"):
-        v = _number(cfg, key, int)
-        if v is not None and v < 1:
-            raise ConfigError(f"{key}={v!r} is not allowed: must be an integer >= 1")
-    beta = _number(cfg, "model.beta")
-    if beta is not None and not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"model.beta={beta!r} is not allowed: the membrane decay must be in [0, 1]")
-    thr = _number(cfg, "model.threshold")
-    if thr is not None and not thr > 0:
-        raise ConfigError(f"model.threshold={thr!r} is not allowed: must be > 0")
-    reset = _get(cfg, "model.reset")
-    if reset is not None and reset not in ("subtract", "zero", "none"):
-        raise ConfigError(f"model.reset={reset!r} is not allowed: use subtract, zero or none")
-    enc = _get(cfg, "data.encoding")
-    if enc is not None and enc not in ("direct", "rate", "latency", "none"):
-        raise ConfigError(f"data.encoding={enc!r} is not allowed: use direct, rate, latency or none")
-    impl = _get(cfg, "model.impl")
-    if impl is not None and impl not in ("fast", "snntorch"):
-        raise ConfigError(f"model.impl={impl!r} is not allowed: use fast or snntorch")
-    epochs = _number(cfg, "trainer.max_epochs", int)
-    if epochs is not None and epochs < 1 and epochs != -1:
-        raise ConfigError(f"trainer.max_epochs={epochs!r} is not allowed: must be >= 1 (or -1 for unlimited)")
-    mb = _number(cfg, "cost.max_batches", int)
-    if mb is not None and mb < 1:
-        raise ConfigError(f"cost.max_batches={mb!r} is not allowed: use null (every test batch) or an integer >= 1")
-    vs = _number(cfg, "data.val_size", int)
-    if vs is not None and vs < 0:
-        raise ConfigError(f"data.val_size={vs!r} is not allowed: use 0 (no validation set) or a positive integer")
-    _validate_methods(cfg)
+    """Raise ConfigError (one line) for the first value that breaks a rule."""
+    values, interpolated = flatten(cfg)
+    done = set()
+    for key, rule, when in RULES:
+        if key in done or key not in values:
+            continue
+        if when is not None and values.get(when[0]) != when[1]:
+            continue
+        done.add(key)
+        if not rule.ok(values[key]):
+            _fail(key, values[key], rule.allowed)
+    for key, source in DERIVED.items():
+        if key in values and key not in interpolated:
+            raise ConfigError(f"{key}={values[key]!r} is not allowed: it follows {source}; set {source} instead")
+    _cross_checks(values)
+    _check_model_input(values)
     _validate_logger_packages(cfg)
-    _validate_sched_fractions(cfg)
 
 
-def _validate_methods(cfg: DictConfig) -> None:
-    """Options of the papers' methods: surrogate family, quantizer, neuron, sparsity."""
-    from qsnn.quant.ste import STES
-    from qsnn.surrogate.family import SHAPES
+def _one_of(values: dict[str, Any], keys: Sequence[str]) -> None:
+    """A schedule period given in steps, epochs or a fraction of the run: at least one set."""
+    present = [k for k in keys if k in values]
+    if present and all(values[k] is None for k in present):
+        raise ConfigError(f"{', '.join(f'{k}=None' for k in present)}: set one of them")
 
-    method = _get(cfg, "quant.method")
-    if method is not None and method not in ("uniform_ste", "sigmoid_sum"):
-        raise ConfigError(f"quant.method={method!r} is not allowed: use uniform_ste (quant=uniform) "
-                          "or sigmoid_sum (quant=sigmoid_sum)")
-    if _get(cfg, "surrogate._target_") == "qsnn.surrogate.surrogate":
-        shape = _get(cfg, "surrogate.shape")
-        if shape not in SHAPES:
-            raise ConfigError(f"surrogate.shape={shape!r} is not allowed: use one of {', '.join(SHAPES)}")
-        for key in ("surrogate.gamma", "surrogate.beta"):
-            v = _number(cfg, key)
-            if v is not None and not v > 0:
-                raise ConfigError(f"{key}={v!r} is not allowed: must be > 0")
-        q = _number(cfg, "surrogate.q")
-        if q is not None and not q > 1:
-            raise ConfigError(f"surrogate.q={q!r} is not allowed: the tail fatness must be > 1")
-    neuron = _get(cfg, "model.neuron")
-    if neuron is not None and neuron not in ("leaky", "sigma_delta"):
-        raise ConfigError(f"model.neuron={neuron!r} is not allowed: use leaky or sigma_delta")
-    if neuron == "sigma_delta":
-        act = _get(cfg, "model.sigma_delta.activation")
-        if act not in ("relu", "clipped_relu"):
-            raise ConfigError(f"model.sigma_delta.activation={act!r} is not allowed: use relu or clipped_relu")
-        ste = _get(cfg, "model.sigma_delta.ste")
-        if ste not in STES:
-            raise ConfigError(f"model.sigma_delta.ste={ste!r} is not allowed: use one of {', '.join(STES)}")
-        for key in ("model.sigma_delta.dt_start", "model.sigma_delta.dt_end"):
-            v = _number(cfg, key)
-            if v is None or not v > 0:
-                raise ConfigError(f"{key}={v!r} is not allowed: must be > 0")
-        if _get(cfg, "surrogate.stability"):
-            raise ConfigError("surrogate.stability=true is not allowed with model.neuron=sigma_delta: "
-                              "it calibrates LIF neurons")
-    sp = _number(cfg, "loss.sparsity.weight")
-    if sp is not None and sp < 0:
-        raise ConfigError(f"loss.sparsity.weight={sp!r} is not allowed: must be >= 0 (0 = off)")
+
+def _cross_checks(values: dict[str, Any]) -> None:
+    get = values.get
+    val, test = get("data.val_fraction"), get("data.test_fraction")
+    if val is not None and test is not None and not val + test < 1:
+        raise ConfigError(f"data.val_fraction={val!r}, data.test_fraction={test!r} are not allowed: "
+                          "their sum must be < 1 to leave a training set")
+    start, end = get("loss.sparsity.start"), get("loss.sparsity.end")
+    if start is not None and end is not None and not start <= end:
+        raise ConfigError(f"loss.sparsity.start={start!r}, loss.sparsity.end={end!r} are not allowed: "
+                          "need start <= end")
+    for keys in (("sched.T_max", "sched.T_max_epochs", "sched.T_max_frac"),
+                 ("sched.T_0", "sched.T_0_epochs", "sched.T_0_frac"), ("sched.step_size", "sched.step_epochs")):
+        _one_of(values, keys)
+    if get("optim.nesterov") and not (get("optim.momentum") or 0) > 0:
+        raise ConfigError(f"optim.nesterov=True is not allowed with optim.momentum={get('optim.momentum')!r}: "
+                          "Nesterov needs momentum > 0")
+    max_epochs, min_epochs = get("trainer.max_epochs"), get("trainer.min_epochs")
+    if max_epochs is not None and max_epochs != -1 and min_epochs is not None and min_epochs > max_epochs:
+        raise ConfigError(f"trainer.min_epochs={min_epochs!r} is not allowed with trainer.max_epochs={max_epochs!r}: "
+                          "need min_epochs <= max_epochs")
+    sched = str(get("sched._target_") or "")
+    frac = next((k for k in ("sched.T_max_frac", "sched.T_0_frac") if get(k) is not None), None)
+    if max_epochs == -1 and frac:
+        raise ConfigError(f"trainer.max_epochs=-1 is not allowed with {frac}={get(frac)!r}: a fraction of a run "
+                          "that has no end; set max_epochs or give the period in steps or epochs")
+    if max_epochs == -1 and sched.endswith((".cosine", ".onecycle")):
+        raise ConfigError(f"trainer.max_epochs=-1 is not allowed with sched={sched.rsplit('.', 1)[1]}: it spans "
+                          "the whole run, which has no end; set max_epochs or use a periodic/constant sched")
+    if get("data._target_") == EVENTS[1] and get("data.time_window_us") is not None and not get("data.num_steps"):
+        raise ConfigError("data.num_steps=None is not allowed with data.time_window_us: set the fixed number "
+                          "of steps T (crop / zero-pad)")
+    if get("data._target_") == EVENTS[1] and (get("data.time_window_us") is None) == (get("data.n_time_bins") is None):
+        raise ConfigError(f"data.time_window_us={get('data.time_window_us')!r}, "
+                          f"data.n_time_bins={get('data.n_time_bins')!r}: set exactly one of them")
+    if get("model.neuron") == "sigma_delta" and get("surrogate.stability"):
+        raise ConfigError("surrogate.stability=true is not allowed with model.neuron=sigma_delta: "
+                          "it calibrates LIF neurons")
+
+
+def input_shape(values: dict[str, Any]) -> tuple[int, ...] | None:
+    """The shape of one sample the chosen data option gives the model (None: not known here)."""
+    target = values.get("data._target_")
+    if target == "qsnn.data.digits.DigitsDataModule":
+        return (1, 8, 8)
+    if target == "qsnn.data.idx.IDXDataModule":
+        return (1, 28, 28)
+    if target == RANDMAN[1]:
+        return (values["data.units"],)
+    if target == EVENTS[1]:
+        from qsnn.data.events import FrameTransform
+        from qsnn.data.tonic_sets import SETS
+
+        sensor = values.get("data.sensor_size") or SETS[values["data.name"]].sensor_size
+        return FrameTransform(sensor_size=tuple(sensor), downsample=values["data.downsample"]).frame_shape
+    return None
+
+
+def _check_model_input(values: dict[str, Any]) -> None:
+    """The conv net wants images [C, H, W] large enough for its conv+pool blocks."""
+    if not str(values.get("model._target_") or "").endswith(".csnn"):
+        return
+    shape = input_shape(values)
+    if shape is None:
+        return
+    if len(shape) != 3:
+        raise ConfigError(f"model=csnn is not allowed with this data: it needs images [C, H, W], the data gives "
+                          f"{list(shape)}; use model=fcsnn")
+    from qsnn.models.csnn import conv_out_shape
+
+    channels, k = values["model.channels"], values["model.kernel_size"]
+    try:
+        conv_out_shape(shape, channels, k)
+    except ValueError:
+        raise ConfigError(f"model.channels={channels!r}, model.kernel_size={k!r} are not allowed for input "
+                          f"{list(shape)}: {len(channels)} conv{k}+pool2 blocks shrink it below 1x1; "
+                          "use fewer channels entries or a smaller kernel_size") from None
 
 
 # optional extras (pyproject [project.optional-dependencies]) that a logger option needs:
@@ -119,17 +390,9 @@ LOGGER_EXTRAS = {"TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorb
 
 
 def _validate_logger_packages(cfg: DictConfig) -> None:
-    for name, lg in (_get(cfg, "logger") or {}).items():
+    for name, lg in (OmegaConf.select(cfg, "logger") or {}).items():
         target = str(lg.get("_target_", "")) if isinstance(lg, DictConfig) else ""
         needs = LOGGER_EXTRAS.get(target.rsplit(".", 1)[-1])
         if needs and not any(importlib.util.find_spec(m) is not None for m in needs[0]):
             raise ConfigError(f"logger={name} needs the {needs[0][0]} package, which is not installed: "
                               f"pip install 'qsnn[{needs[1]}]' (or use logger=wandb, csv or none)")
-
-
-def _validate_sched_fractions(cfg: DictConfig) -> None:
-    """Schedule periods given as a fraction of the run's total steps (sched.*_frac)."""
-    for key in ("sched.T_max_frac", "sched.T_0_frac"):
-        v = _number(cfg, key)
-        if v is not None and not 0.0 < v <= 1.0:
-            raise ConfigError(f"{key}={v!r} is not allowed: a fraction of the run's total steps must be in (0, 1]")

@@ -10,14 +10,22 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from qsnn.data.inmemory import InMemoryDataModule
+from qsnn.validate import ConfigError
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
-    """Indices (train, val, test), stratified by label, reproducible by seed."""
+def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, hint: str = ""):
+    """Indices (train, val, test), stratified by label, reproducible by seed. Fractions that leave
+    a split without a sample of every class are a ConfigError naming them (``hint``: what else to
+    change, e.g. the number of samples)."""
     idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
-    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=y[rest],
-                                  random_state=seed)
+    try:
+        rest, test = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=y[rest],
+                                      random_state=seed)
+    except ValueError as e:  # sklearn: a split smaller than the number of classes, a class of one sample
+        raise ConfigError(f"data.val_fraction={val_fraction!r}, data.test_fraction={test_fraction!r} are not "
+                          f"allowed for {len(y)} samples of {len(np.unique(y))} classes: every split needs "
+                          f"each class{hint} (sklearn: {str(e).splitlines()[0]})") from None
     return train, val, test
 
 

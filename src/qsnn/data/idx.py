@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from qsnn.data.inmemory import InMemoryDataModule
+from qsnn.validate import ConfigError
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -86,19 +87,12 @@ class IDXDataModule(InMemoryDataModule):
         self.root, self.name, self.val_size = root, name, int(val_size)
         self.input_shape, self.num_classes = (1, 28, 28), 10
 
-    def prepare_data(self) -> None:
-        find_idx_files(self.root, self.name)  # fail before training with the list of missing files
-
     def load(self):
-        from sklearn.model_selection import train_test_split
-
         files = find_idx_files(self.root, self.name)
         arr = {k: read_idx(p) for k, p in files.items()}
         for split in ("train", "test"):
-            n_img, n_lab = len(arr[f"{split}_images"]), len(arr[f"{split}_labels"])
-            if n_img != n_lab:
-                raise DataFileError(f"{files[split + '_labels']}: {n_lab} labels for {n_img} images "
-                                    f"in {files[split + '_images']}")
+            check_pair(files[f"{split}_images"], arr[f"{split}_images"], files[f"{split}_labels"],
+                       arr[f"{split}_labels"], self.input_shape[1:], self.num_classes)
 
         def tensors(images, labels):
             # IDX stores multi-byte types big-endian; astype gives native floats torch can take
@@ -109,7 +103,36 @@ class IDXDataModule(InMemoryDataModule):
         test = tensors(arr["test_images"], arr["test_labels"])
         if self.val_size == 0:  # all training images; an empty val split (the runner skips validation)
             return {"train": (x, y), "val": (x[:0], y[:0]), "test": test}
-        idx = np.arange(len(y))
-        strat = y.numpy() if self.val_size >= 10 and len(np.unique(y.numpy())) > 1 else None
-        tr, va = train_test_split(idx, test_size=self.val_size, stratify=strat, random_state=self.seed)
+        tr, va = self._val_split(y.numpy(), files["train_images"])
         return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": test}
+
+    def _val_split(self, y: np.ndarray, images_file: Path):
+        from sklearn.model_selection import train_test_split
+
+        if not self.val_size < len(y):
+            raise ConfigError(f"data.val_size={self.val_size!r} is not allowed: {images_file} holds {len(y)} "
+                              f"training images; use data.val_size < {len(y)}")
+        strat = y if self.val_size >= 10 and len(np.unique(y)) > 1 else None
+        try:
+            return train_test_split(np.arange(len(y)), test_size=self.val_size, stratify=strat,
+                                    random_state=self.seed)
+        except ValueError as e:  # stratified: a split smaller than the number of classes
+            raise ConfigError(f"data.val_size={self.val_size!r} is not allowed with the {len(y)} training images "
+                              f"of {images_file}: both parts need each class (sklearn: "
+                              f"{str(e).splitlines()[0]})") from None
+
+
+def check_pair(images_file: Path, images: np.ndarray, labels_file: Path, labels: np.ndarray,
+               image_hw: tuple[int, ...], num_classes: int) -> None:
+    """One IDX images/labels pair: [N, H, W] images of the expected size, N integer labels in range."""
+    if images.ndim != 3 or tuple(images.shape[1:]) != tuple(image_hw):
+        raise DataFileError(f"{images_file}: images of shape {list(images.shape[1:])}, expected "
+                            f"{'x'.join(map(str, image_hw))} (MNIST format)")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataFileError(f"{labels_file}: not a label file (shape {list(labels.shape)}, {labels.dtype}); "
+                            "expected one integer per image")
+    if len(images) != len(labels):
+        raise DataFileError(f"{labels_file}: {len(labels)} labels for {len(images)} images in {images_file}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataFileError(f"{labels_file}: labels {int(labels.min())}..{int(labels.max())}, outside "
+                            f"0..{num_classes - 1} ({num_classes} classes)")

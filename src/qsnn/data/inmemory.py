@@ -45,6 +45,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
+    def prepare_data(self) -> None:
+        # load and split now (the runner calls this before building the model): a bad file or
+        # split is one error line before anything trains; setup() reuses the splits
+        self.setup()
+
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = {k: TensorDataset(x, y) for k, (x, y) in self.load().items()}

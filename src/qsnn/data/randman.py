@@ -87,5 +87,6 @@ class RandmanDataModule(InMemoryDataModule):
     def load(self):
         spikes, labels = make_randman(**self.knobs)
         x, y = torch.tensor(spikes), torch.tensor(labels)  # copies: the cached arrays stay untouched
-        parts = stratified_split(labels, self.val_fraction, self.test_fraction, self.seed)
+        parts = stratified_split(labels, self.val_fraction, self.test_fraction, self.seed,
+                                 hint="; or raise data.samples_per_class")
         return {k: (x[i], y[i]) for k, i in zip(("train", "val", "test"), parts)}
