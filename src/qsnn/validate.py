@@ -158,7 +158,7 @@ RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     ("model.hidden", int_list(1, allowed="a list of layer sizes, each an integer >= 1 ([] for none)"), None),
     ("model.channels", int_list(1, allowed="a list of channel counts, each an integer >= 1"), None),
     ("model.kernel_size", integer(1), None),
-    ("model.batchnorm", FLAG, None), ("model.bias", FLAG, None),
+    ("model.batchnorm", FLAG, None), ("model.bias", FLAG, None), ("model.fc_bias", FLAG, None),
     ("model.learn_beta", FLAG, None), ("model.learn_threshold", FLAG, None),
     ("model.beta", number(0, 1, allowed="a number in [0, 1] (the membrane decay)"), None),
     ("model.threshold", POSITIVE, None),
