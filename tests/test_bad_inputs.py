@@ -106,6 +106,7 @@ ROWS = [
     ("labels_out_of_range", IDX_FILES["test_labels"], "outside 0..9"),
     ("split_too_small", "data.val_fraction=0.001", "data.val_fraction=0.001"),
     ("csnn_on_1d_data", "data=randman model=csnn", "model=csnn"),
+    ("dead_network", "optim.lr=1e9", "dead network?"),
     *[("compose", f"{g}=no_such_option", f"Could not find '{g}/no_such_option'") for g in GROUPS],
     ("compose", "optim.lrr=0.1", "Could not override 'optim.lrr'"),
     ("compose", "trainer.max_epoch=3", "Could not override 'trainer.max_epoch'"),

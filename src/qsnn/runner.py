@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.callbacks import EpochSchedules, History, drop_logger_callbacks
+from qsnn.guard import DeadNetworkMonitor, dead_network_warnings
 from qsnn.checkpoint_io import check_state_matches, load_checkpoint
 from qsnn.metrics import log_test_cost
 from qsnn.module import QSNNModule
@@ -320,7 +321,8 @@ def build_trainer(cfg: DictConfig, module: QSNNModule, dm, loggers: list, resolv
     summary["wandb"] = wandb_info(loggers)
     with_val = has_val(dm)
     no_val = {} if with_val else {"limit_val_batches": 0}
-    callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers) + [history, EpochSchedules()]
+    callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers)
+    callbacks += [history, EpochSchedules(), DeadNetworkMonitor()]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
 
 
@@ -335,6 +337,8 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: QSNNModule, dm, lo
     out: dict[str, Any] = {"fit_s": time.perf_counter() - t_fit}
     # copy now: test(ckpt_path="best") restores callback state, History included, from that checkpoint
     out["epochs"], out["lr"] = list(history.epochs), list(history.lr)
+    if warnings := dead_network_warnings(trainer):  # "dead network?" (qsnn.guard): console and summary
+        out["warnings"] = warnings
     metrics = _metrics(trainer)
     if cfg.get("test", True):
         ckpt = "best" if has_val(dm) and _has_best_ckpt(trainer) else None  # no val: the last weights
