@@ -123,7 +123,8 @@ def test_eval_wrong_files_one_line(content, expect, make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("overrides,expect", [(["model.neuron=sigma_delta"], "model.neuron=sigma_delta"),
-                                              (["model=csnn"], "model.batchnorm=true")])
+                                              (["model=csnn", "model.channels=[4]", "model.kernel_size=3"],  # digits are 8x8
+                                               "model.batchnorm=true")])
 def test_export_refused_before_the_test_pass(overrides, expect, make_cfg, tmp_path):
     # the checkpoint does not exist: the export check must come first
     with pytest.raises(ConfigError, match=expect):

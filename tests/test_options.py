@@ -103,9 +103,15 @@ def test_noise_filters_drop_only_the_named_lines():
         def emit(self, record):
             records.append(record.getMessage())
 
+    from lightning.pytorch.utilities import rank_zero_only
+
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     handler = Keep()
     rank_zero.addHandler(handler)
+    # earlier in-process runs in the suite may leave this logger's level or the rank changed
+    level, disabled, rank = rank_zero.level, rank_zero.disabled, getattr(rank_zero_only, "rank", 0)
+    rank_zero.setLevel(logging.INFO)
+    rank_zero.disabled, rank_zero_only.rank = False, 0
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -119,5 +125,7 @@ def test_noise_filters_drop_only_the_named_lines():
                 rank_zero_info(msg)
     finally:
         rank_zero.removeHandler(handler)
+        rank_zero.setLevel(level)
+        rank_zero.disabled, rank_zero_only.rank = disabled, rank
     assert [str(w.message) for w in caught] == ["`foo` is deprecated, use `bar`", "a genuine user warning"]
     assert records == ["`Trainer.fit` stopped: `max_epochs=1` reached."]

@@ -8,7 +8,7 @@ Each message names the key, the value given and what is allowed. Three parts:
   otherwise). ``tests/test_validate.py`` checks that every leaf key of every option in conf/ has
   a row here or is listed in ``DERIVED``/``UNCHECKED``, so a new key cannot slip past.
 - ``DERIVED``: keys that only mirror another key by interpolation (``quant.weight.bits:
-  ${..bits}``); setting one directly would make the run disagree with itself.
+  ${..bits}``); setting one to another value than its source would make the run disagree with itself.
 - ``_cross_checks``: rules that relate keys (fractions that must leave a training set, a
   period given in steps or in epochs, ...).
 
@@ -292,8 +292,8 @@ def validate(cfg: DictConfig) -> None:
         done.add(key)
         if not rule.ok(values[key]):
             _fail(key, values[key], rule.allowed)
-    for key, source in DERIVED.items():
-        if key in values and key not in interpolated:
+    for key, source in DERIVED.items():  # a resolved config (stacked jobs, a saved run) holds equal copies
+        if key in values and key not in interpolated and values[key] != values.get(source):
             raise ConfigError(f"{key}={values[key]!r} is not allowed: it follows {source}; set {source} instead")
     _cross_checks(values)
     _check_model_input(values)
