@@ -101,13 +101,10 @@ def test_every_key_has_a_rule(make_cfg):
 
 
 def test_cli_errors_before_training(run):
-    r = run("train.py", "quant.bits=9", "print_config=false")
-    assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ConfigError: quant.bits=9 is not allowed")
+    # two processes (a few s each): Hydra's own message, and our one-line error; every other rule of
+    # qsnn.validate and the data files' errors are checked in-process (here and in test_bad_inputs.py)
     r = run("train.py", "sched=cosine_restrat", "print_config=false")
     assert r.returncode != 0 and "cosine_restrat" in r.stderr and "cosine_restart" in r.stderr
-    r = run("train.py", "data=mnist", "data.root=/no/such/dir", "print_config=false")
-    assert r.returncode == 1 and "data.root='/no/such/dir'" in r.stderr and "train-images-idx3-ubyte" in r.stderr
     r = run("train.py", "seed=abc", "print_config=false")  # issue 17: was Hydra's multi-line "Error executing job"
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
         "error: ConfigError: seed='abc' is not allowed: use an integer in 0..4294967295 "
