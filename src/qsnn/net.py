@@ -120,9 +120,13 @@ class SpikingNet(nn.Module):
             if st.norm is not None:
                 cur = run_norm(st.norm, cur)
             h, mem = run_neuron(st.lif, cur)
-            rates.append(h.mean())
+            rates.append(self.stage_rate(h))
         self.rates_grad, self.rates = rates, [r.detach() for r in rates]
         return h, mem
+
+    def stage_rate(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Mean firing rate of one stage's spikes [T, B, ...] (a stacked net keeps one per seed)."""
+        return spikes.mean()
 
     def _forward_loop(self, x):
         mems = [st.lif.init_leaky() for st in self.stages]

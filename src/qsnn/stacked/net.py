@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qsnn.net import SpikingNet, Stage, run_neuron, run_norm, run_op
+from qsnn.net import SpikingNet, Stage
 from qsnn.neurons import LIFSequence, fusable
 from qsnn.stacked.quant import stacked_quantizer
 
@@ -183,14 +183,11 @@ class StackedNet(SpikingNet):
             return x0.unsqueeze(0).expand(xs[0].shape[0], *x0.shape)
         return torch.stack(xs, dim=2).flatten(2, 3)
 
+    def stage_rate(self, spikes: torch.Tensor) -> torch.Tensor:
+        """One mean firing rate per seed: [S]."""
+        return spikes.reshape(spikes.shape[0], spikes.shape[1], self.seeds, -1).mean((0, 1, 3))
+
     def _forward_fast(self, x):
-        h, rates = x, []
-        for st in self.stages:
-            cur = run_op(st.op, h)
-            if st.norm is not None:
-                cur = run_norm(st.norm, cur)
-            h, mem = run_neuron(st.lif, cur)
-            rates.append(h.reshape(h.shape[0], h.shape[1], self.seeds, -1).mean((0, 1, 3)))
-        self.rates_grad, self.rates = rates, [r.detach() for r in rates]
+        h, mem = super()._forward_fast(x)
         T, B, S = h.shape[0], h.shape[1], self.seeds
         return h.reshape(T, B, S, -1), mem.reshape(T, B, S, -1)
