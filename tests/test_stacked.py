@@ -29,8 +29,12 @@ CASES = {
     "csnn-sigmoid_sum-triangular-bn": [*CSNN, "quant=sigmoid_sum", "surrogate=triangular",
                                        "+trainer.gradient_clip_val=0.05"],
     "fc-sg_gaussian-fp32weights": ["surrogate=sg_gaussian", "quant.bits=32", "sched=cosine_restart"],
+    # a study's tuning trials: members differ in seed, optim.lr and the schedule's own parameter
+    "fc-trials-lr-and-period-differ": ["sched=cosine_restart", "optim=adamw"],
 }
 SEEDS = (3, 7)
+MEMBERS = {"fc-trials-lr-and-period-differ": [["seed=1000", "optim.lr=0.002", "sched.T_0_frac=0.3"],
+                                              ["seed=1001", "optim.lr=0.015", "sched.T_0_frac=0.6"]]}
 INFO = {"overrides": [], "choices": {}, "job_num": None}
 
 
@@ -73,12 +77,16 @@ def ckpt_state(out_dir, name):
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_stacked_seed_equals_the_seed_trained_alone(case, tmp_path):
     ov = BASE + CASES[case]
-    compared = SEEDS if case == next(iter(CASES)) else SEEDS[1:]  # the second seed is the one off the diagonal
-    alone = [train(job_cfg(ov + [f"seed={s}"], tmp_path / f"alone{s}")) for s in compared]
+    members = MEMBERS.get(case, [[f"seed={s}"] for s in SEEDS])
+    # the second member is the one off the diagonal; compare both where they differ in more than the seed
+    compared = range(2) if case == next(iter(CASES)) or case in MEMBERS else range(1, 2)
+    alone = [train(job_cfg(ov + members[s], tmp_path / f"alone{s}")) for s in compared]
     infos = []
-    cfgs = [job_cfg(ov + [f"seed={s}"], tmp_path / f"stacked{s}", infos) for s in SEEDS]
+    cfgs = [job_cfg(ov + m, tmp_path / f"stacked{s}", infos) for s, m in enumerate(members)]
     assert why_not_stacked(cfgs[0]) is None
     stacked = train_group(cfgs, infos)[-len(compared):]
+    if case in MEMBERS:  # each member ran on its own LR schedule
+        assert len({tuple(b["lr"]) for b in stacked}) == len(members)
     for s, a, b in zip(compared, alone, stacked):
         assert a["status"] == b["status"] == "ok", b.get("error")
         same_summary(a, b, f"seed {s}")
@@ -180,10 +188,15 @@ def test_kill_and_resume_a_stacked_sweep_is_bit_identical(tmp_path):
         assert not (killed / i / "checkpoints" / "stacked_resume.ckpt").exists()
 
 
-def test_jobs_are_grouped_by_everything_but_the_seed():
+def test_jobs_are_grouped_by_everything_but_the_seed_and_optimizer_and_schedule_values():
     from hydra_plugins.qsnn_stacked_launcher._core import seed_groups
 
     jobs = [["quant.bits=4", "seed=1"], ["quant.bits=32", "seed=1"], ["quant.bits=4", "seed=2"],
             ["quant.bits=32", "seed=2"], ["quant.bits=4", "+seed=3"]]
     assert [[i for i, _ in g] for g in seed_groups(jobs, max_seeds=64)] == [[0, 2, 4], [1, 3]]
     assert [[i for i, _ in g] for g in seed_groups(jobs, max_seeds=2)] == [[0, 2], [4], [1, 3]]
+    trials = [["sched=cosine_restart", "optim.lr=0.01", "sched.T_0_frac=0.2", "seed=1000"],
+              ["sched=cosine_restart", "optim.lr=0.003", "sched.T_0_frac=0.4", "seed=1001"],
+              ["sched=cosine", "optim.lr=0.01", "seed=1000"],  # another schedule: another group
+              ["sched=cosine_restart", "optim._target_=torch.optim.SGD", "optim.lr=0.01", "seed=1000"]]
+    assert [[i for i, _ in g] for g in seed_groups(trials, max_seeds=64)] == [[0, 1], [2], [3]]

@@ -1,4 +1,5 @@
-"""Group a multirun's jobs by everything but ``seed``; run each group in one worker process.
+"""Group a multirun's jobs by everything but ``seed`` and the optimizer's and schedule's
+hyperparameters (``member_key``); run each group in one worker process.
 
 In the worker each job still goes through Hydra's ``run_job`` (its output dir, ``.hydra/``
 files, logging, env), with a task that only resolves the job's config; then the group trains
@@ -23,11 +24,19 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 log = logging.getLogger(__name__)
 
 
+def member_key(key: str) -> bool:
+    """Overrides the members of one stacked group may differ in: ``seed`` and the optimizer's and LR
+    schedule's hyperparameters (``optim.lr``, ``sched.T_0_frac``, ...: each member steps with its own
+    optimizer and schedule, ``qsnn.stacked.optim``), but not which optimizer or schedule it is."""
+    return key == "seed" or (key.startswith(("optim.", "sched.")) and not key.endswith("_target_"))
+
+
 def seed_groups(job_overrides: Sequence[Sequence[str]], max_seeds: int) -> list[list[tuple[int, list[str]]]]:
-    """Jobs whose overrides differ only in ``seed=``, in first-seen order, at most ``max_seeds`` each."""
+    """Jobs whose overrides differ only in member keys (``member_key``: the seed, the optimizer's and
+    schedule's hyperparameters), in first-seen order, at most ``max_seeds`` each."""
     groups: dict[tuple, list] = {}
     for idx, ov in enumerate(job_overrides):
-        key = tuple(o for o in ov if o.split("=")[0].lstrip("+~") != "seed")
+        key = tuple(o for o in ov if not member_key(o.split("=")[0].lstrip("+~")))
         groups.setdefault(key, []).append((idx, list(ov)))
     return [g[i:i + max_seeds] for g in groups.values() for i in range(0, len(g), max(max_seeds, 1))]
 
@@ -38,7 +47,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     groups = seed_groups(job_overrides, launcher.max_seeds)
-    log.info(f"Stacked launcher: {len(job_overrides)} jobs in {len(groups)} groups (seeds of one setting stacked), "
+    log.info(f"Stacked launcher: {len(job_overrides)} jobs in {len(groups)} groups (seeds and optim/sched values of one "
+             "setting stacked), "
              f"n_jobs={launcher.n_jobs}, sweep output dir: {sweep_dir}")
     for g in groups:
         log.info("\t#%s : %s", ",".join(str(initial_job_idx + i) for i, _ in g), " ".join(filter_overrides(g[0][1])))

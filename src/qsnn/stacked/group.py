@@ -111,9 +111,8 @@ def _fit(group, rng: SeedRNG, device, dtype, start: int, t0: float, on_stacked) 
         c0 = jobs[0].ckpt
         fit.epoch, fit.global_step = start, int(c0["global_step"])
         fit.stop_flag = [bool(j.stop_flag) for j in jobs]
-        fit.load_seed_opt_states([j.ckpt["optimizer_states"][0] for j in jobs])
-        if fit.sched is not None and c0["lr_schedulers"]:
-            fit.sched.load_state_dict(c0["lr_schedulers"][0])
+        for s, j in enumerate(jobs):
+            fit.opt.load(s, j.ckpt["optimizer_states"][0], (j.ckpt["lr_schedulers"] or [None])[0])
     t_fit = time.perf_counter()
     for job in jobs:
         job.times(startup_s=t_fit - t0)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from qsnn.guard import Diverged
 from qsnn.stacked.net import StackedNet
+from qsnn.stacked.optim import MemberOptimizers
 from qsnn.stacked.seeds import SeedJob, SeedRNG
 from qsnn.stacked.support import PRECISIONS
 
@@ -120,42 +121,18 @@ class StackedFit:
         if len(self.n_train) != 1 or len(self.n_val) != 1:
             raise TypeError("seeds have different numbers of batches")
         self.n_train, self.n_val = self.n_train.pop(), self.n_val.pop()
-        m0 = jobs[0].module
-        self.loss_fn = m0.loss_fn
-        self.opt = m0.optimizer_factory(params=self.net.parameters())
+        self.loss_fn = jobs[0].module.loss_fn
         self.max_epochs = int(self.tr.max_epochs)
         total = self.n_train * self.max_epochs
-        self.sched = None if m0.scheduler_factory is None else m0.scheduler_factory(
-            self.opt, steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
+        # each member's own optimizer and schedule (members may differ in optim.* and sched.*)
+        self.opt = MemberOptimizers(list(self.net.parameters()), self.shapes, [j.module for j in jobs],
+                                    steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
         self.epoch, self.global_step = 0, 0
         self.stop_flag = [False] * self.S
-        self.logged: dict[str, float] = {}  # metrics callbacks put into callback_metrics (lr monitor)
+        # per member: metrics callbacks put into callback_metrics (the lr monitor)
+        self.logged: list[dict[str, float]] = [{} for _ in jobs]
         if on_stacked is not None:  # tests: e.g. make one seed diverge
             on_stacked(self.net)
-
-    # -- state per seed ---------------------------------------------------------------------------
-    def seed_opt_state(self, s: int) -> dict[str, Any]:
-        """Seed s's optimizer state in the single run's format (its own param indices and shapes)."""
-        sd = self.opt.state_dict()
-        state = {}
-        for i, st in sd["state"].items():
-            n = math.prod(self.shapes[i])
-            state[i] = {k: v.reshape(self.S, -1)[s].clone().view(self.shapes[i])
-                        if torch.is_tensor(v) and v.dim() > 0 and v.numel() == self.S * n else v
-                        for k, v in st.items()}
-        return {"state": state, "param_groups": sd["param_groups"]}
-
-    def load_seed_opt_states(self, states: list[dict]) -> None:
-        """Inverse of ``seed_opt_state`` (resume)."""
-        merged = {}
-        for i, st in states[0]["state"].items():
-            merged[i] = {k: torch.cat([sd["state"][i][k].reshape(-1) for sd in states])
-                         if torch.is_tensor(v) and v.dim() > 0 else v for k, v in st.items()}
-        self.opt.load_state_dict({"state": merged, "param_groups": states[0]["param_groups"]})
-        for i, p in enumerate(self.net.parameters()):  # flat per seed -> the stacked layout
-            for k, v in self.opt.state[p].items():
-                if torch.is_tensor(v) and v.dim() > 0:
-                    self.opt.state[p][k] = v.view_as(p)
 
     def active(self) -> list[int]:
         return [s for s, j in enumerate(self.jobs) if not j.done]
@@ -190,21 +167,18 @@ class StackedFit:
             active = self.active()
             if not active:
                 break
-            lr = self.opt.param_groups[0]["lr"]
             for s in active:
-                self.jobs[s].lr.append(float(lr))
+                self.jobs[s].lr.append(self.opt.lr(s))
             self.lr_monitor(every_step=True)
             xs, ys = _batches(self.jobs, its, self.rng, self.device, self.dtype)
             spk, _ = self.net(self.net.fold_input(xs))
             losses = [self.loss_fn(spk[:, :, s], ys[s]) for s in range(self.S)]
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad()
             sum(losses[s] for s in active).backward()
             norms = _seed_grad_norms(params, self.S)
             self.guard(active, norms, losses, before_step=True)
             _clip(params, self.S, self.tr, norms)
-            self.opt.step()
-            if self.sched is not None:
-                self.sched.step()
+            self.opt.step(self.active())
             self.global_step += 1
             self.clamp_weights()
             self.guard(self.active(), norms, losses, before_step=False)
@@ -246,11 +220,11 @@ class StackedFit:
             return
         if not every_step and interval == "step":
             return
-        name = f"lr-{type(self.opt).__name__}"
-        self.logged[name] = float(torch.tensor(self.opt.param_groups[0]["lr"]))  # a float32 tensor there
+        name = self.opt.name
         for s in self.active():
+            self.logged[s][name] = float(torch.tensor(self.opt.lr(s)))  # a float32 tensor there
             for lg in self.jobs[s].loggers:
-                lg.log_metrics({name: self.logged[name]}, step=self.global_step)
+                lg.log_metrics({name: self.logged[s][name]}, step=self.global_step)
 
     def guard(self, active: list[int], norms: torch.Tensor, losses, before_step: bool) -> None:
         """callbacks.divergence_guard per seed: that seed fails, the others go on."""
@@ -282,7 +256,7 @@ class StackedFit:
         line = []
         for s in self.active():
             job, m = self.jobs[s], self.jobs[s].module
-            metrics = {**self.logged, "train/loss_step": train["last"][s]}
+            metrics = {**self.logged[s], "train/loss_step": train["last"][s]}
             metrics.update({"val/loss": float(m.loss_mean["val_"].compute()), "val/acc": float(m.acc["val_"].compute())})
             metrics.update({f"val/rate_layer{i}": r for i, r in enumerate(val.get(s))})
             if timer:
@@ -296,8 +270,7 @@ class StackedFit:
                 m.acc[split].reset(), m.loss_mean[split].reset()
             self.stop_flag[s] |= job.end_epoch(epoch, self.global_step, metrics)
             self.net.write_back(s, m.net)
-            job.save_checkpoints(epoch, self.global_step, self.seed_opt_state(s),
-                                 self.sched.state_dict() if self.sched else None, self.loop_state(s))
+            job.save_checkpoints(epoch, self.global_step, *self.opt.state(s), self.loop_state(s))
             line.append(f"{metrics['val/acc']:.3f}")
             if self.stop_flag[s] and epoch + 1 >= min_epochs:
                 job.times(fit_s=time.perf_counter() - t_fit)
