@@ -50,8 +50,11 @@ class QSNNModule(L.LightningModule):
             self.log("train/sparsity_loss", sp.detach(), on_step=False, on_epoch=True, batch_size=y.shape[0])
             loss = loss + sp
         preds = spk.sum(0).argmax(-1)  # spike-count decision
-        self.acc[split + "_"](preds, y)
-        self.loss_mean[split + "_"](loss.detach())
+        # update(), not forward(): only the epoch value is logged, so no per-batch compute. The loss
+        # enters as float32, the metric's state dtype: under precision=64 Lightning flips the metric's
+        # cast dtype to float64 after its first log, which would round the running sum differently
+        self.acc[split + "_"].update(preds, y)
+        self.loss_mean[split + "_"].update(loss.detach().float())
         on_step, bs = split == "train", y.shape[0]
         self.log(f"{split}/loss", self.loss_mean[split + "_"], on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{split}/acc", self.acc[split + "_"], on_step=False, on_epoch=True, prog_bar=True)

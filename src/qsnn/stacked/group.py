@@ -111,8 +111,7 @@ def _fit(group, rng: SeedRNG, device, dtype, start: int, t0: float, on_stacked) 
         c0 = jobs[0].ckpt
         fit.epoch, fit.global_step = start, int(c0["global_step"])
         fit.stop_flag = [bool(j.stop_flag) for j in jobs]
-        for s, j in enumerate(jobs):
-            fit.opt.load(s, j.ckpt["optimizer_states"][0], (j.ckpt["lr_schedulers"] or [None])[0])
+        fit.opt.load([(j.ckpt["optimizer_states"][0], (j.ckpt["lr_schedulers"] or [None])[0]) for j in jobs])
     t_fit = time.perf_counter()
     for job in jobs:
         job.times(startup_s=t_fit - t0)

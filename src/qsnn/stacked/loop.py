@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qsnn.guard import Diverged
 from qsnn.stacked.net import StackedNet
@@ -125,7 +125,8 @@ class StackedFit:
         self.max_epochs = int(self.tr.max_epochs)
         total = self.n_train * self.max_epochs
         # each member's own optimizer and schedule (members may differ in optim.* and sched.*)
-        self.opt = MemberOptimizers(list(self.net.parameters()), self.shapes, [j.module for j in jobs],
+        shared = all(_sel(j.cfg, k) == _sel(self.cfg, k) for j in jobs for k in ("optim", "sched"))
+        self.opt = MemberOptimizers(list(self.net.parameters()), self.shapes, [j.module for j in jobs], shared,
                                     steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
         self.epoch, self.global_step = 0, 0
         self.stop_flag = [False] * self.S
@@ -184,8 +185,8 @@ class StackedFit:
             self.guard(self.active(), norms, losses, before_step=False)
             for s in self.active():
                 m = self.jobs[s].module
-                m.acc["train_"](spk[:, :, s].sum(0).argmax(-1), ys[s])
-                m.loss_mean["train_"](losses[s].detach())
+                m.acc["train_"].update(spk[:, :, s].sum(0).argmax(-1), ys[s])
+                m.loss_mean["train_"].update(losses[s].detach().float())  # as QSNNModule._step
                 last[s] = float(losses[s].detach())
             rates.add(self.net.rates, ys[0].shape[0])
         return {"rates": rates, "last": last}
@@ -203,8 +204,8 @@ class StackedFit:
             spk, _ = self.net(self.net.fold_input(xs))
             for s in self.active():
                 m = self.jobs[s].module
-                m.acc["val_"](spk[:, :, s].sum(0).argmax(-1), ys[s])
-                m.loss_mean["val_"](self.loss_fn(spk[:, :, s], ys[s]))
+                m.acc["val_"].update(spk[:, :, s].sum(0).argmax(-1), ys[s])
+                m.loss_mean["val_"].update(self.loss_fn(spk[:, :, s], ys[s]).float())
             rates.add(self.net.rates, ys[0].shape[0])
         return rates
 
@@ -233,10 +234,16 @@ class StackedFit:
             return
         where = f"epoch {self.epoch}, step {self.global_step - (0 if before_step else 1)}"
         hint = "training diverged (lower optim.lr, or clip with trainer.gradient_clip_val)"
+        if before_step:  # one check for all members (the common case: all finite)
+            finite = torch.isfinite(norms).tolist() if g.get("check_grads", True) else [True] * self.S
+        else:
+            finite = torch.isfinite(torch.stack([x.detach().reshape(-1) for x in losses])).all(1).tolist()
         for s in active:
-            if before_step and g.get("check_grads", True) and not torch.isfinite(norms[s]):
+            if finite[s]:
+                continue
+            if before_step:
                 err = Diverged(f"gradient norm is {float(norms[s])} at {where}: {hint}")
-            elif not before_step and not torch.isfinite(losses[s]).all():
+            elif not torch.isfinite(losses[s]).all():
                 err = Diverged(f"training loss is {float(losses[s])} at {where}: {hint}")
             else:
                 continue
@@ -284,6 +291,11 @@ class StackedFit:
         return {"epoch": self.epoch, "global_step": self.global_step, "stop_flag": self.stop_flag[s],
                 "rng": {"torch": t, "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss],
                         "python": p}}
+
+
+def _sel(cfg: DictConfig, key: str):
+    v = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
 
 
 def setup_runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:
