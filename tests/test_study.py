@@ -63,3 +63,21 @@ def test_killed_study_continues_to_the_same_verdict_without_rerunning_jobs(tmp_p
     assert ref.wait(timeout=600) == 0, ref.communicate()[0][-3000:]
     assert verdict(out) == verdict(tmp_path / "ref")
     assert (out / "report.md").read_text().splitlines()[2] == "## Verdict"
+
+
+def test_list_sweeper_composes_one_job_per_group_and_stops_a_bad_job_before_training(tmp_path):
+    import yaml
+
+    from conftest import run_script
+    from hydra_plugins.qsnn_list_sweeper.list_sweeper import one_per_group
+
+    trials = [["sched=cosine_restart", "optim.lr=0.01", "sched.T_0_frac=0.2", "seed=1000"],
+              ["sched=cosine_restart", "optim.lr=0.003", "sched.T_0_frac=0.4", "seed=1001"],
+              ["sched=cosine", "optim.lr=0.01", "seed=1000"], ["sched=cosine", "optim.lr=0.02", "seed=1001"]]
+    assert one_per_group(trials) == [trials[0], trials[2]]
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(yaml.safe_dump([["sched=constant", "seed=1"], ["sched=nope", "seed=1"]]))
+    r = run_script("train.py", "-m", "hydra/sweeper=list", f"hydra.sweeper.jobs_file={jobs}",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", "data=randman")
+    assert r.returncode != 0 and "nope" in r.stderr
+    assert not list((tmp_path / "sweep").rglob("summary.json")), "a job trained before the bad one was found"

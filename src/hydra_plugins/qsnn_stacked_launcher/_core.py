@@ -21,14 +21,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from joblib import Parallel, delayed
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from qsnn.stacked.support import member_key
+
 log = logging.getLogger(__name__)
-
-
-def member_key(key: str) -> bool:
-    """Overrides the members of one stacked group may differ in: ``seed`` and the optimizer's and LR
-    schedule's hyperparameters (``optim.lr``, ``sched.T_0_frac``, ...: each member steps with its own
-    optimizer and schedule, ``qsnn.stacked.optim``), but not which optimizer or schedule it is."""
-    return key == "seed" or (key.startswith(("optim.", "sched.")) and not key.endswith("_target_"))
 
 
 def seed_groups(job_overrides: Sequence[Sequence[str]], max_seeds: int) -> list[list[tuple[int, list[str]]]]:

@@ -1,4 +1,5 @@
-"""Run the jobs of one setting (same config but ``seed``) as one stacked model; one summary each.
+"""Run the jobs of one setting (same config but ``seed`` and optim/sched values) as one stacked model;
+one summary each.
 
 ``train_group(cfgs, infos)`` is what the ``stacked`` launcher calls in its worker process: each
 job is validated and set up as ``runner.train`` would (a job that fails there fails alone), a
@@ -56,7 +57,7 @@ def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float
         if done is not None:
             log.info("%s finished already (summary.json status ok): skipped", job.out_dir)
             return job, done, 0
-        last = job.resume_path if job.resume_path.is_file() else last_checkpoint(job.out_dir)
+        last = last_checkpoint(job.out_dir)  # with Lightning's ModelCheckpoint: the last best epoch (replayed)
         job.summary["resumed_from"] = str(last) if last else None
         ckpt = load_checkpoint(last, trust=bool(cfg.get("trust_checkpoint", False))) if last else None
     idx = job.setup(dtype, device, rng)

@@ -30,7 +30,6 @@ from qsnn.runner import _finish_loggers, _mark_wandb, _metrics, atomic_write_tex
     build_module, cost_max_batches, wandb_info
 
 log = logging.getLogger("qsnn")
-RESUME_FILE = "stacked_resume.ckpt"
 
 
 class SeedRNG:
@@ -126,9 +125,6 @@ class SeedJob:
                 "optimizer_states": [opt_state], "lr_schedulers": [sched_state] if sched_state else []}
         io = AtomicCheckpointIO()
         ck = _sel(self.cfg, "callbacks.model_checkpoint")
-        # every epoch, so that all seeds of a killed group resume from the same epoch, together
-        # (last.ckpt follows Lightning: only with a new best); removed when the seed finishes
-        io.save_checkpoint({**ckpt, "qsnn_stacked": self._loop_state(loop_state)}, self.resume_path)
         if not ck:
             return
         dirpath = Path(ck.dirpath)
@@ -166,7 +162,6 @@ class SeedJob:
                 with rng.use(s):
                     metrics.update(self._test())
             self.summary.update(status="ok", metrics=metrics)
-            self.resume_path.unlink(missing_ok=True)  # finished: nothing to resume
         except Exception as e:
             self.summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                                 traceback="".join(traceback.format_exception(e)), metrics=metrics)
@@ -181,10 +176,6 @@ class SeedJob:
         self.summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
                             metrics=dict(getattr(self, "metrics", {})), epochs=list(self.epochs), lr=list(self.lr))
         self._write()
-
-    @property
-    def resume_path(self) -> Path:
-        return self.out_dir / "checkpoints" / RESUME_FILE
 
     def _write(self) -> None:
         self.summary["wall_s"] = time.perf_counter() - self.t0

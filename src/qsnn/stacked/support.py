@@ -27,6 +27,13 @@ OPTIMIZERS = {"torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD", "torch
 PRECISIONS = {"32": "float32", "32-true": "float32", "64": "float64", "64-true": "float64"}
 
 
+def member_key(key: str) -> bool:
+    """Overrides the members of one stacked group may differ in: ``seed`` and the optimizer's and LR
+    schedule's hyperparameters (``optim.lr``, ``sched.T_0_frac``, ...: each member steps with its own
+    optimizer and schedule, ``qsnn.stacked.optim``), but not which optimizer or schedule it is."""
+    return key == "seed" or (key.startswith(("optim.", "sched.")) and not key.endswith("_target_"))
+
+
 def _sel(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
 
