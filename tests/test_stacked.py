@@ -199,3 +199,39 @@ def test_jobs_are_grouped_by_everything_but_the_seed_and_optimizer_and_schedule_
               ["sched=cosine", "optim.lr=0.01", "seed=1000"],  # another schedule: another group
               ["sched=cosine_restart", "optim._target_=torch.optim.SGD", "optim.lr=0.01", "seed=1000"]]
     assert [[i for i, _ in g] for g in seed_groups(trials, max_seeds=64)] == [[0, 1], [2], [3]]
+
+
+def test_member_optimizers_state_round_trip_when_members_differ():
+    """Per-member optimizers and schedules (tuning trials) save each member's state in the single
+    run's format and load it back (a killed tuning phase resumes from these checkpoints)."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from qsnn.stacked.optim import MemberOptimizers
+
+    def module(lr, gamma):
+        return SimpleNamespace(optimizer_factory=partial(torch.optim.Adam, lr=lr),
+                               scheduler_factory=lambda o, **_: torch.optim.lr_scheduler.StepLR(o, 1, gamma=gamma))
+
+    shapes = [torch.Size([3, 2]), torch.Size([3])]
+    mods = [module(0.1, 0.5), module(0.01, 0.9)]
+
+    def build():
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(6, 2)), torch.nn.Parameter(torch.randn(6))]
+        return params, MemberOptimizers(params, shapes, mods, shared=False, steps_per_epoch=1, total_steps=4)
+
+    params, opt = build()
+    for _ in range(2):
+        opt.zero_grad()
+        sum((p ** 2).sum() for p in params).backward()
+        opt.step([0, 1])
+    assert [opt.lr(0), opt.lr(1)] == pytest.approx([0.1 * 0.25, 0.01 * 0.81])
+    states = [opt.state(s) for s in range(2)]
+    assert states[0][0]["state"][0]["exp_avg"].shape == shapes[0]  # the single run's shapes
+    params2, opt2 = build()
+    opt2.load(states)
+    assert [opt2.lr(0), opt2.lr(1)] == [opt.lr(0), opt.lr(1)]
+    for s in range(2):
+        for i in range(2):
+            assert torch.equal(opt2.opts[s].state_dict()["state"][i]["exp_avg"], states[s][0]["state"][i]["exp_avg"])
