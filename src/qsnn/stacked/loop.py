@@ -22,13 +22,13 @@ import time
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from qsnn.guard import Diverged
 from qsnn.stacked.net import StackedNet
 from qsnn.stacked.optim import MemberOptimizers
 from qsnn.stacked.seeds import SeedJob, SeedRNG
-from qsnn.stacked.support import PRECISIONS
+from qsnn.stacked.support import PRECISIONS, select
 
 log = logging.getLogger("qsnn")
 
@@ -125,7 +125,7 @@ class StackedFit:
         self.max_epochs = int(self.tr.max_epochs)
         total = self.n_train * self.max_epochs
         # each member's own optimizer and schedule (members may differ in optim.* and sched.*)
-        shared = all(_sel(j.cfg, k) == _sel(self.cfg, k) for j in jobs for k in ("optim", "sched"))
+        shared = all(select(j.cfg, k) == select(self.cfg, k) for j in jobs for k in ("optim", "sched"))
         self.opt = MemberOptimizers(list(self.net.parameters()), self.shapes, [j.module for j in jobs], shared,
                                     steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
         self.epoch, self.global_step = 0, 0
@@ -291,11 +291,6 @@ class StackedFit:
         return {"epoch": self.epoch, "global_step": self.global_step, "stop_flag": self.stop_flag[s],
                 "rng": {"torch": t, "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss],
                         "python": p}}
-
-
-def _sel(cfg: DictConfig, key: str):
-    v = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-    return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
 
 
 def setup_runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:

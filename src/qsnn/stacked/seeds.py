@@ -28,6 +28,7 @@ from qsnn.checkpoint_io import AtomicCheckpointIO
 from qsnn.metrics import log_test_cost
 from qsnn.runner import _finish_loggers, _mark_wandb, _metrics, atomic_write_text, build_datamodule, build_loggers, \
     build_module, cost_max_batches, wandb_info
+from qsnn.stacked.support import select
 
 log = logging.getLogger("qsnn")
 
@@ -70,8 +71,6 @@ class SeedJob:
         self.done = False
         self.best_score: float | None = None  # ModelCheckpoint's top-1 (monitor value) and file
         self.best_path = ""
-        self.es_state: dict[str, Any] | None = None  # EarlyStopping's state_dict
-        self.resume_state: dict[str, Any] | None = None
 
     # -- building ---------------------------------------------------------------------------------
     def setup(self, dtype: torch.dtype, device: torch.device, rng: SeedRNG) -> int:
@@ -124,7 +123,7 @@ class SeedJob:
                 "state_dict": self.module.state_dict(), "hyper_parameters": dict(self.module.hparams),
                 "optimizer_states": [opt_state], "lr_schedulers": [sched_state] if sched_state else []}
         io = AtomicCheckpointIO()
-        ck = _sel(self.cfg, "callbacks.model_checkpoint")
+        ck = select(self.cfg, "callbacks.model_checkpoint")
         if not ck:
             return
         dirpath = Path(ck.dirpath)
@@ -195,12 +194,8 @@ class SeedJob:
         self.summary.update(t)
 
 
-def _sel(cfg, key):
-    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-
-
 def _early_stopping(cfg: DictConfig):
-    es = _sel(cfg, "callbacks.early_stopping")
+    es = select(cfg, "callbacks.early_stopping")
     return instantiate(es) if es and "_target_" in es else None
 
 

@@ -34,7 +34,8 @@ def member_key(key: str) -> bool:
     return key == "seed" or (key.startswith(("optim.", "sched.")) and not key.endswith("_target_"))
 
 
-def _sel(cfg: DictConfig, key: str):
+def select(cfg: DictConfig, key: str):
+    """``cfg``'s value at the dotted ``key``, or None where it is absent."""
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
 
 
@@ -42,17 +43,17 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
     """None if the seeds of ``cfg``'s setting can train as one stacked model, else the reason."""
     checks = [
         (not cfg.get("train", True), "train=false (nothing to train)"),
-        (_sel(cfg, "model._target_") not in ("qsnn.models.fcsnn.fcsnn", "qsnn.models.csnn.csnn"),
-         f"model {_sel(cfg, 'model._target_')} has no stacked form"),
-        (_sel(cfg, "model.neuron") not in (None, "leaky"), f"model.neuron={_sel(cfg, 'model.neuron')} has no stacked form"),
-        (_sel(cfg, "model.impl") not in (None, "fast"), "model.impl=snntorch is the reference per-step loop"),
-        (_sel(cfg, "quant.state_bits") is not None, "quant.state_bits (state quantization) has no stacked form"),
-        (bool(_sel(cfg, "surrogate.stability")), "surrogate.stability picks gamma/beta per seed from data"),
-        (bool(_sel(cfg, "loss.sparsity.weight")), "loss.sparsity (firing-rate penalty) has no stacked form"),
-        (_sel(cfg, "optim._target_") not in OPTIMIZERS, f"optimizer {_sel(cfg, 'optim._target_')} is not elementwise"),
+        (select(cfg, "model._target_") not in ("qsnn.models.fcsnn.fcsnn", "qsnn.models.csnn.csnn"),
+         f"model {select(cfg, 'model._target_')} has no stacked form"),
+        (select(cfg, "model.neuron") not in (None, "leaky"), f"model.neuron={select(cfg, 'model.neuron')} has no stacked form"),
+        (select(cfg, "model.impl") not in (None, "fast"), "model.impl=snntorch is the reference per-step loop"),
+        (select(cfg, "quant.state_bits") is not None, "quant.state_bits (state quantization) has no stacked form"),
+        (bool(select(cfg, "surrogate.stability")), "surrogate.stability picks gamma/beta per seed from data"),
+        (bool(select(cfg, "loss.sparsity.weight")), "loss.sparsity (firing-rate penalty) has no stacked form"),
+        (select(cfg, "optim._target_") not in OPTIMIZERS, f"optimizer {select(cfg, 'optim._target_')} is not elementwise"),
         (bool(cfg.get("compile")), "compile=true"),
         (cfg.get("ckpt_path") not in (None, "last"), "ckpt_path (a single run's checkpoint)"),
-        (_sel(cfg, "data.val_size") == 0 or _sel(cfg, "data.val_fraction") == 0,
+        (select(cfg, "data.val_size") == 0 or select(cfg, "data.val_fraction") == 0,
          "no validation set (the stacked loop validates every epoch)"),
     ]
     for bad, why in checks:
@@ -83,7 +84,7 @@ def _why_not_callbacks(cfg: DictConfig) -> str | None:
     for name, c in (cfg.get("callbacks") or {}).items():
         if c and "_target_" in c and c._target_ not in CALLBACKS:
             return f"callbacks.{name} ({c._target_}) is not handled by the stacked loop"
-    es, ck = _sel(cfg, "callbacks.early_stopping"), _sel(cfg, "callbacks.model_checkpoint")
+    es, ck = select(cfg, "callbacks.early_stopping"), select(cfg, "callbacks.model_checkpoint")
     if es and (es.get("stopping_threshold") is not None or es.get("divergence_threshold") is not None):
         return "callbacks.early_stopping thresholds are not handled by the stacked loop"
     if ck and (ck.get("save_top_k", 1) != 1 or ck.get("every_n_epochs", 1) != 1
