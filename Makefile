@@ -23,7 +23,7 @@ train: install
 test: install
 	$(PY) -m pytest tests $(ARGS)
 
-# snnTorch loop vs fast path, side by side (ARGS="--threads 1" on a loaded machine; see src/qsnn/bench.py)
+# snnTorch loop vs fast path, side by side (ARGS="--threads 1" on a loaded machine; see src/qsnn/cost/bench.py)
 bench: install
 	$(PY) -m qsnn.bench $(ARGS)
 

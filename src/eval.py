@@ -10,13 +10,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import qsnn.config  # noqa: F401
-from qsnn.checkpoint_io import CheckpointError
-from qsnn.console import print_run_summary
-from qsnn.data.idx import DataFileError
-from qsnn.quiet import silence_library_noise
-from qsnn.runner import evaluate
-from qsnn.validate import ConfigError
+import qsnn.run.config  # noqa: F401
+from qsnn.errors import USER_ERRORS
+from qsnn.run.console import print_run_summary
+from qsnn.run.quiet import silence_library_noise
+from qsnn.run.runner import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
@@ -24,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     silence_library_noise(testing_a_checkpoint=True)
     try:
         summary = evaluate(cfg)
-    except (ConfigError, DataFileError, FileNotFoundError, CheckpointError) as e:
+    except USER_ERRORS as e:
         print(f"error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         sys.exit(1)
     print_run_summary(summary, title="Test of the checkpoint")

@@ -12,7 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from qsnn.report import ReportInputError, load_wandb_runs, make_report
+from qsnn.errors import ReportInputError
+from qsnn.study.report import make_report
+from qsnn.study.report_load import load_wandb_runs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def log_to_wandb(a: argparse.Namespace, res: dict) -> None:
-    from qsnn.report_wandb import log_report, wandb_target
+    from qsnn.study.report_wandb import log_report, wandb_target
 
     if a.wandb_project:  # the runs came from this project and group
         entity, _, project = a.wandb_project.rpartition("/")

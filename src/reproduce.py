@@ -28,7 +28,8 @@ FACTS = Path(__file__).with_name("reproduce.yaml")
 
 def missing_data(spec: dict, root: Path) -> str | None:
     """None when the dataset's files are under ``root``, else one line saying what to put where."""
-    from qsnn.data.idx import DataFileError, find_idx_files
+    from qsnn.errors import DataFileError
+    from qsnn.data.idx import find_idx_files
     from qsnn.data.tonic_sets import check_files
 
     try:

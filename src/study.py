@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from qsnn.protocol import SUBDIR
+from qsnn.study.protocol import SUBDIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS, CONF = ROOT / "sweeps", ROOT / "conf"
@@ -63,7 +63,7 @@ def finished(s: dict | None) -> bool:
 
 
 def run_protocol(study: str, cfg, out: Path, n_jobs: int | None, extra: list[str]) -> dict:
-    from qsnn.protocol import Protocol, analyze, arm_id, confirm_job, select_best, tune_jobs
+    from qsnn.study.protocol import Protocol, analyze, arm_id, confirm_job, select_best, tune_jobs
 
     p = Protocol.from_cfg(cfg.protocol)
     tjobs = tune_jobs(p)
@@ -106,12 +106,12 @@ def main(argv=None) -> int:
                args.study, f"hydra.sweep.dir={out}", *([f"hydra.launcher.n_jobs={args.n_jobs}"] if args.n_jobs else []),
                *args.overrides]
         subprocess.run(cmd, check=True)
-        from qsnn.report import make_report
+        from qsnn.study.report import make_report
 
         print(make_report([out])["md"].read_text())
         return 0
     result = run_protocol(args.study, cfg, out, args.n_jobs, args.overrides)
-    from qsnn.verdict import write_study_report
+    from qsnn.study.verdict import write_study_report
 
     md = write_study_report(result, out, wall_s=time.time() - t0)
     print(md.read_text())

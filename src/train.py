@@ -14,19 +14,14 @@ import hydra
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-import qsnn.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} / ${run_name:} resolvers)
-from qsnn.checkpoint_io import CheckpointError, CheckpointWriteError
-from qsnn.console import pct, print_run_summary
-from qsnn.cpu import retain_freed_memory
-from qsnn.data.idx import DataFileError
-from qsnn.guard import Diverged
-from qsnn.quiet import silence_library_noise
-from qsnn.runner import print_config, train
-from qsnn.validate import ConfigError
+import qsnn.run.config  # noqa: F401  (registers the ${wandb_mode:} / ${wandb_group:} / ${run_name:} resolvers)
+from qsnn.errors import USER_ERRORS
+from qsnn.nn.cpu import retain_freed_memory
+from qsnn.run.console import pct, print_config, print_run_summary
+from qsnn.run.quiet import silence_library_noise
+from qsnn.run.runner import train
 
 log = logging.getLogger("qsnn")
-# one line, no traceback: the message names the key or file and what to do
-USER_ERRORS = (ConfigError, DataFileError, FileNotFoundError, CheckpointError, CheckpointWriteError, Diverged)
 
 
 def is_multirun() -> bool:
@@ -63,7 +58,7 @@ def main(cfg: DictConfig) -> float | None:
             print(f"error: {line}", file=sys.stderr)
             sys.exit(1)
         raise
-    if is_multirun():  # the multirun's table comes at its end (qsnn.console.MultirunSummary)
+    if is_multirun():  # the multirun's table comes at its end (qsnn.run.console.MultirunSummary)
         log.info("job %d %s: %s, test/acc %s", job_num(), " ".join(summary.get("overrides") or []),
                  summary["status"], pct(summary["metrics"].get("test/acc")))
     else:

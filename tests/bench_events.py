@@ -25,7 +25,7 @@ from conftest import compose_cfg  # noqa: E402
 from eventfiles import write_dvsgesture  # noqa: E402
 
 from qsnn.data.inmemory import InMemoryDataModule  # noqa: E402
-from qsnn.runner import build_module  # noqa: E402
+from qsnn.run.runner import build_module  # noqa: E402
 
 
 class FramesInMemory(InMemoryDataModule):

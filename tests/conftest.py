@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-import qsnn.config  # noqa: F401  (resolvers)
+import qsnn.run.config  # noqa: F401  (resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -76,3 +76,27 @@ def grid_sweep(tmp_path_factory):
                    f"paths.log_dir={d.parent / 'logs'}", *TINY, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return d
+
+
+@pytest.fixture(scope="session")
+def event_root(tmp_path_factory):
+    """All five tonic event datasets, written once per session (about 3 s, mostly N-MNIST's 20000 files)."""
+    from eventfiles import WRITERS
+
+    root = tmp_path_factory.mktemp("events")
+    for name, write in WRITERS.items():
+        if name == "cifar10dvs":
+            pytest.importorskip("dv_processing")
+        write(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def idx_root(tmp_path_factory):
+    """MNIST-shaped synthetic IDX files under <root>/MNIST/raw and <root>/FashionMNIST/raw."""
+    from qsnn.data.synthetic_idx import write_mnist_like
+
+    root = tmp_path_factory.mktemp("idx")
+    for name in ("MNIST", "FashionMNIST"):
+        write_mnist_like(root / name / "raw")
+    return root

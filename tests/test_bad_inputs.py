@@ -23,12 +23,10 @@ import torch
 from omegaconf import open_dict
 
 from conftest import CONF, PY, ROOT, TINY, compose_cfg
-from qsnn.checkpoint_io import CheckpointWriteError
-from qsnn.data.idx import IDX_FILES, DataFileError
-from qsnn.guard import Diverged
-from qsnn.resume import CheckpointError, check_output_dir
-from qsnn.runner import train
-from qsnn.validate import ConfigError
+from qsnn.errors import CheckpointError, CheckpointWriteError, ConfigError, DataFileError, Diverged
+from qsnn.data.idx import IDX_FILES
+from qsnn.run.resume import check_output_dir
+from qsnn.run.runner import train
 from test_resume import job_env, wandb_status
 
 FAST = [*TINY, "logger=csv"]

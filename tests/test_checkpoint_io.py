@@ -3,6 +3,7 @@ checked against the config: train.py ckpt_path, eval.py (same run config, one `e
 and export refuses what it cannot express before the test pass."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,9 +13,9 @@ import pytest
 import torch
 
 from conftest import PY, ROOT, TINY
-from qsnn.checkpoint_io import CheckpointError, load_checkpoint
-from qsnn.runner import evaluate, train
-from qsnn.validate import ConfigError
+from qsnn.errors import CheckpointError, ConfigError
+from qsnn.run.checkpoint_io import load_checkpoint
+from qsnn.run.runner import evaluate, train
 from test_resume import job_env
 
 FAST = [*TINY, "logger=csv"]
@@ -101,9 +102,13 @@ def test_eval_refuses_other_bits_naming_the_key(trained, make_cfg, tmp_path):
         evaluate(eval_cfg(make_cfg, ckpt, "model.hidden=[64]"))
 
 
-def test_eval_with_the_run_config_works(trained, make_cfg):
+def test_eval_reproduces_the_runs_own_test_accuracy(trained, make_cfg):
+    """One epoch trained: the tested best checkpoint is last.ckpt; eval on the same test batches gives
+    the run's own test metrics."""
+    run = json.loads((trained / "summary.json").read_text())
     summary = evaluate(eval_cfg(make_cfg, trained / "checkpoints" / "last.ckpt", "sched=cosine"))
-    assert 0 <= summary["metrics"]["test/acc"] <= 1
+    assert summary["metrics"]["test/acc"] == run["metrics"]["test/acc"]
+    assert summary["metrics"]["test/loss"] == pytest.approx(run["metrics"]["test/loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("content,expect", [(b"not a checkpoint at all\n", "cannot read checkpoint"),
@@ -132,8 +137,8 @@ def test_export_refused_before_the_test_pass(overrides, expect, make_cfg, tmp_pa
 
 
 def test_export_of_a_sigma_delta_net_is_one_error(make_cfg):
-    from qsnn.export import export
-    from qsnn.runner import build_datamodule, build_net
+    from qsnn.cost.export import export
+    from qsnn.run.build import build_datamodule, build_net
 
     cfg = make_cfg(*FAST, "model.neuron=sigma_delta")
     dm = build_datamodule(cfg)

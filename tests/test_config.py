@@ -1,10 +1,14 @@
-"""Every option of every config group composes with the real conf/ and instantiates."""
+"""Every option of every config group composes with the real conf/, instantiates, and runs: one tiny
+training run per option (data options on generated files). debug/, logger/ and callbacks/ run in
+tests/test_options.py; trainer=ddp in tests/test_ddp.py; the launchers and hparams_search in
+tests/test_sweeps.py and tests/test_stacked.py (launcher=slurm composes only: no SLURM here)."""
 from __future__ import annotations
 
 import pytest
 from hydra.utils import instantiate
 
 from conftest import CONF
+from test_events import EXPECT
 
 GROUPS = ["data", "model", "quant", "surrogate", "sched", "optim", "loss", "trainer", "logger", "callbacks",
           "launcher", "experiment", "debug"]
@@ -56,3 +60,42 @@ def test_wandb_logger_config(make_cfg):
     w = cfg.logger.wandb
     assert list(w.tags) == ["digits", "bits32", "cosine_restart", "fast_sigmoid"]
     assert w.mode in ("offline", "online", "disabled", "dryrun")
+
+
+RUN = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
+       "++trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null", "logger=none",
+       "torch_threads=1", "cost.max_batches=1"]
+RUN_GROUPS = ["data", "model", "quant", "surrogate", "sched", "optim", "loss", "trainer", "experiment"]
+ELSEWHERE = {("trainer", "ddp"): "tests/test_ddp.py"}
+
+
+def option_overrides(group, option, idx_root, event_root, tmp_path) -> list[str]:
+    """What one option needs to run in a second: its data files, a net small enough for the data."""
+    if (group, option) == ("model", "csnn"):  # digits are 8x8: one conv3 block
+        return ["model.channels=[4]", "model.kernel_size=3"]
+    if option in ("mnist", "fmnist", "qsnn_mnist", "qsnn_fmnist"):
+        val = ["data.val_size=16"] if group == "data" else []  # the recipes use all training images
+        return [f"data.root={idx_root}", "data.num_steps=2", "data.batch_size=16", *val]
+    name = "dvsgesture" if option == "qsnn_dvsgesture" else option
+    if name in EXPECT:
+        model = [] if group == "experiment" else EXPECT[name][2]
+        return [f"data.root={event_root}", f"data.cache_dir={tmp_path / 'cache'}", "data.num_steps=4",
+                "data.eval_steps=4", "data.batch_size=8", *model]
+    return []
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in RUN_GROUPS for o in options(g)
+                                          if (g, o) not in ELSEWHERE])
+def test_every_option_runs(group, option, make_cfg, idx_root, event_root, tmp_path):
+    import math
+
+    import torch
+
+    from qsnn.run.runner import train
+
+    if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs a CUDA device")
+    extra = option_overrides(group, option, idx_root, event_root, tmp_path)
+    summary = train(make_cfg(f"{group}={option}", *RUN, *extra))
+    assert summary["status"] == "ok", summary.get("error")
+    assert math.isfinite(summary["metrics"]["test/loss"]) and 0 <= summary["metrics"]["test/acc"] <= 1

@@ -1,4 +1,4 @@
-"""python -m qsnn.dashboard on a real multirun (the shared grid sweep: quant.bits x sched x 2 seeds):
+"""python -m qsnn.study.dashboard on a real multirun (the shared grid sweep: quant.bits x sched x 2 seeds):
 the dry-run spec is the wandb-workspaces wire model with the panels for that sweep's keys."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import PY, ROOT
 def dashboard(*args, env=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_API_KEY", "WANDB_SERVICE", "WANDB__SERVICE"))}
     e.update({"PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "offline", **(env or {})})
-    return subprocess.run([PY, "-m", "qsnn.dashboard", *args], capture_output=True, text=True, env=e, timeout=120)
+    return subprocess.run([PY, "-m", "qsnn.study.dashboard", *args], capture_output=True, text=True, env=e, timeout=120)
 
 
 @pytest.fixture(scope="module")

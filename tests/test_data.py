@@ -10,7 +10,8 @@ import torch
 
 from qsnn.data.digits import DigitsDataModule
 from qsnn.data.encoding import encode
-from qsnn.data.idx import IDX_FILES, DataFileError, IDXDataModule, read_idx
+from qsnn.errors import DataFileError
+from qsnn.data.idx import IDX_FILES, IDXDataModule, read_idx
 
 
 def test_digits_split_is_stratified_disjoint_and_seeded():

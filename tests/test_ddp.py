@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from qsnn.runner import train
+from qsnn.run.runner import train
 
 COMMON = ["trainer.max_epochs=1", "print_config=false", "callbacks.progress_bar=null"]
 TOLERANCE = {"acc": 0.1, "loss": 0.05, "rate_layer0": 0.05, "rate_layer1": 0.05}

@@ -8,7 +8,7 @@ import torch
 from omegaconf import open_dict
 
 from conftest import TINY
-from qsnn.runner import train
+from qsnn.run.runner import train
 
 RUN = [*TINY, "trainer.max_epochs=2", "logger=csv", "data.encoding=rate"]
 

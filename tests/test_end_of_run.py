@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from conftest import CONF, run_script
-from qsnn.console import pct
-from qsnn.wandb_offline import find_run_files, iter_records, read_run
+from qsnn.run.console import pct
+from qsnn.run.wandb_offline import find_run_files, iter_records, read_run
 
 # stderr lines a default run may print: Lightning saying why fit stopped and which checkpoint it tests
 STDERR_ALLOWED = (
@@ -61,7 +61,7 @@ def test_default_run_is_quiet_and_ends_with_its_results(tmp_path):
     assert len(lr_steps) == 2 * 3  # the LR of every step
     (code,) = [rec.artifact for rec in iter_records(run_file) if rec.WhichOneof("record_type") == "artifact"]
     files = {c.path for c in code.manifest.contents}
-    assert code.type == "code" and {"train.py", "qsnn/runner.py", "qsnn/console.py"} <= files
+    assert code.type == "code" and {"train.py", "qsnn/run/runner.py", "qsnn/run/console.py"} <= files
 
     # Hydra's job log is in the run dir, not in the current directory
     assert (run_dir / "train.log").is_file() and not (tmp_path / "train.log").exists()
@@ -88,7 +88,7 @@ def test_help_lists_groups_options_and_examples(monkeypatch, capsys):
 
 def test_sweep_table_marks_failed_and_missing_jobs(tmp_path, capsys, monkeypatch):
     """Jobs as summary.json leaves them: ok, failed (before training), and killed (no summary.json)."""
-    from qsnn.console import print_sweep_summary
+    from qsnn.run.console import print_sweep_summary
 
     monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "multiruns" / "x"
@@ -116,7 +116,7 @@ def test_sweep_table_lists_nested_jobs_of_this_multirun_only(tmp_path, capsys):
     import os
     import time
 
-    from qsnn.console import print_sweep_summary
+    from qsnn.run.console import print_sweep_summary
 
     sweep = tmp_path / "study"
     for rel, acc in (("tune/a/s1", 0.25), ("confirm/a/s2", 0.5)):

@@ -12,13 +12,15 @@ import torch
 from snntorch import surrogate
 
 from conftest import TINY
-from qsnn.console import pct
+from qsnn.run.console import pct
 from test_end_of_run import unexpected_stderr
-from qsnn.export import ConfigError, _order, export, simulate, to_nir
-from qsnn.models.csnn import csnn
-from qsnn.quant.apply import quantize_weights, weight_layers
-from qsnn.quant.uniform import UniformSTEQuantizer
-from qsnn.runner import build_datamodule, build_module, train
+from qsnn.errors import ConfigError
+from qsnn.cost.export import _order, export, simulate, to_nir
+from qsnn.nn.models.csnn import csnn
+from qsnn.nn.quant.apply import quantize_weights, weight_layers
+from qsnn.nn.quant.uniform import UniformSTEQuantizer
+from qsnn.run.runner import train
+from qsnn.run.build import build_datamodule, build_module
 
 
 def predict(spikes: torch.Tensor) -> torch.Tensor:

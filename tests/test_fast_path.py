@@ -18,11 +18,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from snntorch.functional.quant import state_quant
 
-from qsnn.models.csnn import ConvAvgPool2d, csnn
-from qsnn.models.fcsnn import fcsnn
-from qsnn.neurons import lif_fused, lif_multistep, make_leaky
-from qsnn.quant.apply import quantize_weights
-from qsnn.quant.uniform import UniformSTEQuantizer
+from qsnn.nn.models.csnn import ConvAvgPool2d, csnn
+from qsnn.nn.models.fcsnn import fcsnn
+from qsnn.nn.neurons import lif_fused, lif_multistep, make_leaky
+from qsnn.nn.quant.apply import quantize_weights
+from qsnn.nn.quant.uniform import UniformSTEQuantizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "surrogate"
 SNNTORCH_SURROGATES = sorted(p.stem for p in CONF.glob("*.yaml")
@@ -181,7 +181,7 @@ def test_csnn_float32_default_surrogate_and_inference_mode():
 
 
 def test_bench_prints_the_comparison(capsys):
-    from qsnn.bench import main
+    from qsnn.cost.bench import main
 
     threads = torch.get_num_threads()
     try:

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from conftest import CONF, compose_cfg
-from qsnn.data.idx import DataFileError
-from qsnn.validate import ConfigError, validate
+from qsnn.errors import ConfigError, DataFileError
+from qsnn.run.validate import validate
 
 GROUPS = ["data", "model", "quant", "surrogate", "sched", "optim", "loss"]
 OPTIONS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in GROUPS}
@@ -135,7 +135,7 @@ def one_step(cfg: DictConfig) -> None:
     """Build the data module and module as the runner does and run one training batch."""
     import lightning as L
 
-    from qsnn.runner import build_datamodule, build_module
+    from qsnn.run.build import build_datamodule, build_module
 
     dm = build_datamodule(cfg)
     dm.prepare_data()

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from qsnn.metrics import Workload, connection_sparsity, cost_batches, cost_metrics, footprint, param_count
-from qsnn.models.fcsnn import fcsnn
-from qsnn.net import SpikingNet, Stage
-from qsnn.neurons import make_leaky
-from qsnn.quant.apply import quantize_weights
-from qsnn.quant.uniform import UniformSTEQuantizer
+from qsnn.cost.metrics import Workload, connection_sparsity, cost_batches, cost_metrics, footprint, param_count
+from qsnn.nn.models.fcsnn import fcsnn
+from qsnn.nn.net import SpikingNet, Stage
+from qsnn.nn.neurons import make_leaky
+from qsnn.nn.quant.apply import quantize_weights
+from qsnn.nn.quant.uniform import UniformSTEQuantizer
 from snntorch import surrogate
 
 LEAKY_BUFFER_BYTES = 4 + 4 + 8 + 4  # threshold, graded_spikes_factor, reset_mechanism_val (int64), beta
@@ -119,7 +119,7 @@ def test_digits_cost_on_all_test_batches_and_on_a_sample(make_cfg, tmp_path):
     one batch states its size and keeps the static metrics; its rates stay near the full ones."""
     from omegaconf import open_dict
 
-    from qsnn.runner import train
+    from qsnn.run.runner import train
 
     runs = {}
     for mb in ("null", "1"):

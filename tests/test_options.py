@@ -10,8 +10,9 @@ import pytest
 from omegaconf import open_dict
 
 from conftest import CONF, compose_cfg
-from qsnn.runner import train
-from qsnn.validate import ConfigError, validate
+from qsnn.run.runner import train
+from qsnn.errors import ConfigError
+from qsnn.run.validate import validate
 
 FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
         "+trainer.limit_test_batches=1", "print_config=false", "torch_threads=1"]
@@ -95,7 +96,7 @@ def test_single_run_without_overrides_is_named_by_its_choices():
 def test_noise_filters_drop_only_the_named_lines():
     from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-    from qsnn.quiet import silence_library_noise
+    from qsnn.run.quiet import silence_library_noise
 
     records = []
 

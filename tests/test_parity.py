@@ -26,7 +26,7 @@ from parity_reference import ReferenceNet, load_mnist_train, train_reference
 
 from qsnn.data.inmemory import EpochShuffledBatches
 from qsnn.data.synthetic_idx import write_mnist_like
-from qsnn.runner import train
+from qsnn.run.runner import train
 
 
 STEPS, BATCH, T, T_MAX, SEED = 50, 8, 4, 20, 0

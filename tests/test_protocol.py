@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qsnn.protocol import Protocol, analyze, arm_id, select_best, trial_params, tune_jobs
+from qsnn.study.protocol import Protocol, analyze, arm_id, select_best, trial_params, tune_jobs
 
 ARMS = {"quant.bits": [4, 32], "sched": ["constant", "cosine"]}
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qsnn.quant.apply import quantize_weights, weight_bits, weight_layers
-from qsnn.quant.uniform import UniformSTEQuantizer
+from qsnn.nn.quant.apply import quantize_weights, weight_bits, weight_layers
+from qsnn.nn.quant.uniform import UniformSTEQuantizer
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

@@ -9,7 +9,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from conftest import TINY
 from qsnn.data.randman import RandmanDataModule, make_randman
-from qsnn.runner import train
+from qsnn.run.runner import train
 
 SMALL = dict(classes=4, units=6, dim=1, alpha=2.0, num_steps=20, samples_per_class=30)
 

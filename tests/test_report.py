@@ -113,7 +113,7 @@ def grid_summaries(sweep):
 
 
 def test_accuracy_cis_stay_in_0_100_for_two_seed_settings(grid_sweep, grid_report):
-    from qsnn import stats
+    from qsnn.study import stats
 
     rows = list(csv.DictReader(open(grid_report[0] / "report.csv")))
     assert len(rows) == 4 and all(int(r["n_ok"]) == 2 for r in rows)
@@ -171,7 +171,7 @@ def test_gaps_between_chance_level_settings_are_marked(grid_sweep, grid_report):
 
 def test_gap_notes_tell_chance_from_learning():
     """bit_gap on run records: a learned 32-bit against a chance-level 4-bit is marked on one side only."""
-    from qsnn.report import bit_gap
+    from qsnn.study.report_tables import bit_gap
 
     def run(bits, sched, seed, acc):
         return {"status": "ok", "num_classes": 10, "seed": seed, "metrics": {"test/acc": acc},
@@ -185,7 +185,7 @@ def test_gap_notes_tell_chance_from_learning():
 
 
 def test_report_logged_to_the_sweeps_wandb_group(grid_sweep, grid_report):
-    from qsnn.wandb_offline import find_run_files, iter_records
+    from qsnn.run.wandb_offline import find_run_files, iter_records
 
     out, r = grid_report
     files = find_run_files(out / "wandb")

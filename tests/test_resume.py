@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from conftest import PY, ROOT
-from qsnn.runner import train
-from qsnn.wandb_offline import read_run
+from qsnn.run.runner import train
+from qsnn.run.wandb_offline import read_run
 
 # 3 short epochs of digits: killed just after the first checkpoint, two epochs are left to resume
 RUN = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",

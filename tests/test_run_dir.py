@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from conftest import PY, ROOT, TINY
-from qsnn.checkpoint_io import CheckpointError, RunCheckpoint
-from qsnn.resume import ResumeRefused
-from qsnn.run_dir import RunDirBusy, locked
-from qsnn.runner import train
+from qsnn.errors import CheckpointError, ResumeRefused, RunDirBusy
+from qsnn.run.checkpoint_io import RunCheckpoint
+from qsnn.run.run_dir import locked
+from qsnn.run.runner import train
 from test_bad_inputs import job_cfg
 from test_resume import job_env
 
@@ -134,7 +134,7 @@ def test_last_checkpoint_after_every_epoch(make_cfg):
 
 def test_second_job_on_a_busy_dir_is_refused(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen([PY, "-c", "import sys, time; from qsnn.run_dir import locked\n"
+    holder = subprocess.Popen([PY, "-c", "import sys, time; from qsnn.run.run_dir import locked\n"
                                f"with locked({str(out)!r}):\n    print('locked', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     try:

@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from torch.optim import lr_scheduler as S
 
-from qsnn import schedules
+from qsnn.run import schedules
 
 
 def lrs(sched_or_factory, steps, lr=1.0, **kw):
@@ -74,7 +74,7 @@ def test_periods_as_fraction_of_the_run_follow_total_steps():
     """sched.T_max_frac / T_0_frac: the same schedule shape at any run length."""
     import torch
 
-    from qsnn import schedules
+    from qsnn.run import schedules
 
     for total in (40, 400):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -89,11 +89,12 @@ def test_periods_as_fraction_of_the_run_follow_total_steps():
 def test_fraction_outside_0_1_is_one_line_error(key, value):
     from omegaconf import OmegaConf
 
-    from qsnn.validate import ConfigError, validate
+    from qsnn.errors import ConfigError
+    from qsnn.run.validate import validate
 
     cfg = OmegaConf.create({})
     OmegaConf.update(cfg, key, value)
     with pytest.raises(ConfigError, match=rf"{key}={value!r} is not allowed: .*\(0, 1\]"):
-        validate(cfg)  # the rule table of qsnn.validate
+        validate(cfg)  # the rule table of qsnn.run.validate
     OmegaConf.update(cfg, key, 1.0)
     validate(cfg)  # 1.0 (one period = the whole run) is fine

@@ -1,10 +1,10 @@
-"""Group-sequential boundaries, Holm across comparisons and TOST (qsnn.sequential)."""
+"""Group-sequential boundaries, Holm across comparisons and TOST (qsnn.study.group_sequential)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from qsnn.sequential import boundaries, holm_sequential, information_fraction, nominal_p, obf_spent, tost
+from qsnn.study.group_sequential import boundaries, holm_sequential, information_fraction, nominal_p, obf_spent, tost
 
 
 # Lan-DeMets O'Brien-Fleming-type spending, two-sided alpha 0.05 (symmetric, alpha/2 = 0.025 per side),

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qsnn.callbacks import EpochSchedules
-from qsnn.quant.ste import STES, ste
-from qsnn.runner import build_datamodule, build_module, calibration_batch, train
-from qsnn.sigma_delta import SigmaDelta
+from qsnn.run.callbacks import EpochSchedules
+from qsnn.nn.quant.ste import STES, ste
+from qsnn.run.runner import train
+from qsnn.run.build import build_datamodule, build_module, calibration_batch
+from qsnn.nn.sigma_delta import SigmaDelta
 from conftest import TINY
 
 R = torch.linspace(0, 1, 101)  # constant activations in [0, 1]
@@ -94,12 +95,15 @@ def test_sigma_delta_fcsnn_paths_agree(make_cfg, impl):
 
 
 def test_sigma_delta_trains_end_to_end(make_cfg):
-    summary = train(make_cfg(*TINY, "logger=csv", "model.neuron=sigma_delta"))
-    assert summary["status"] == "ok" and summary["metrics"]["test/acc"] >= 0
+    """Two full epochs on digits (about a second) learn: 88% measured, chance is 10%."""
+    summary = train(make_cfg("trainer.max_epochs=2", "print_config=false", "callbacks.progress_bar=null",
+                             "logger=csv", "torch_threads=1", "model.neuron=sigma_delta"))
+    assert summary["status"] == "ok" and summary["metrics"]["test/acc"] > 0.5
 
 
 def test_bad_neuron_is_one_line_error(make_cfg):
-    from qsnn.validate import ConfigError, validate
+    from qsnn.errors import ConfigError
+    from qsnn.run.validate import validate
 
     with pytest.raises(ConfigError, match=r"model.neuron='lif' is not allowed: use leaky or sigma_delta"):
         validate(make_cfg("model.neuron=lif"))

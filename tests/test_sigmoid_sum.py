@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from qsnn.callbacks import EpochSchedules
-from qsnn.quant.sigmoid_sum import SigmoidSumQuantizer, level_values
-from qsnn.runner import train
+from qsnn.run.callbacks import EpochSchedules
+from qsnn.nn.quant.sigmoid_sum import SigmoidSumQuantizer, level_values
+from qsnn.run.runner import train
 from conftest import TINY
 
 

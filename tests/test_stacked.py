@@ -11,7 +11,8 @@ import torch
 from omegaconf import open_dict
 
 from conftest import compose_cfg, run_script
-from qsnn.runner import hydra_info, train
+from qsnn.run.runner import train
+from qsnn.run.summary import hydra_info
 from qsnn.stacked.group import train_group
 from qsnn.stacked.support import why_not_stacked
 
@@ -49,9 +50,8 @@ def job_cfg(overrides, out_dir, infos: list | None = None):
 
 
 def same_summary(a, b, what):
-    """Everything a single run's summary.json holds, equal, but timings, the output dir and the
-    "dead network?" warnings (qsnn.guard.DeadNetworkMonitor runs in Lightning runs only)."""
-    a, b = ({k: v for k, v in x.items() if k != "warnings"} for x in (a, b))
+    """Everything a single run's summary.json holds, equal, but timings and the output dir (the
+    "dead network?" warnings too: both loops call the same qsnn.run.guard.DeadNetworkMonitor)."""
     assert set(a) == set(b), f"{what}: {set(a) ^ set(b)}"
     for k in set(a) - {"epochs", "lr", "metrics", "output_dir", "startup_s", "fit_s", "wall_s", "cost_s"}:
         assert a[k] == b[k], f"{what} {k}"
@@ -120,6 +120,15 @@ def test_a_diverging_seed_fails_alone_and_the_others_go_on(tmp_path):
     close(alone["metrics"], out[2]["metrics"], "seed 3 next to a diverged seed")
 
 
+def test_a_dead_network_is_flagged_in_a_stacked_seed_as_in_its_single_run(tmp_path):
+    """The stacked loop calls the single run's DeadNetworkMonitor: same "dead network?" warning."""
+    ov = BASE + ["model.hidden=[8]", "optim.lr=1e9", "seed=1"]
+    alone = train(job_cfg(ov, tmp_path / "alone"))
+    (stacked,) = train_group([job_cfg(ov, tmp_path / "stacked")], [INFO])
+    assert alone["warnings"] and alone["warnings"] == stacked["warnings"]
+    assert json.loads((tmp_path / "stacked" / "summary.json").read_text())["warnings"] == alone["warnings"]
+
+
 def test_what_cannot_stack_says_why(tmp_path):
     for model in ("fcsnn", "csnn"):  # conf/'s defaults stack (a new default callback or trainer key must be handled)
         assert why_not_stacked(job_cfg([f"model={model}", "quant=sigmoid_sum"], tmp_path / model)) is None
@@ -137,7 +146,7 @@ def test_report_over_a_stacked_sweep_equals_the_report_over_joblib_jobs(tmp_path
                        *(["hydra.launcher.n_jobs=1"] if launcher == "stacked" else []))
         assert r.returncode == 0, r.stderr[-2000:]
         assert ("Stacked launcher: 4 jobs in 2 groups" in r.stderr + r.stdout) == (launcher == "stacked")
-    from qsnn.report import make_report
+    from qsnn.study.report import make_report
 
     reports = [make_report([tmp_path / name], plots=False) for name in ("stacked", "joblib")]
     csv = [res["csv"].read_text() for res in reports]

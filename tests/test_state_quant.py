@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qsnn.runner import build_datamodule, build_net, calibration_batch, train
+from qsnn.run.runner import train
+
+from qsnn.run.build import build_datamodule, build_net, calibration_batch
 from conftest import TINY
 
 

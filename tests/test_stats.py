@@ -1,11 +1,11 @@
-"""qsnn.stats on constructed inputs whose answers are known (by hand or from scipy directly)."""
+"""qsnn.study.stats on constructed inputs whose answers are known (by hand or from scipy directly)."""
 import math
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from qsnn.stats import compare_to_baseline, holm, seeds_needed, summarize, welch
+from qsnn.study.stats import compare_to_baseline, holm, seeds_needed, summarize, welch
 
 
 def test_summarize_matches_scipy_t_interval():
@@ -90,7 +90,7 @@ def test_seeds_needed_follows_the_holm_verdict():
     rows = {r["setting"]: r for r in compare_to_baseline(groups, "base")}
     a = rows["a"]
     assert not a["significant"] and a["seeds_needed"] >= 4
-    from qsnn.stats import pooled_sd
+    from qsnn.study.stats import pooled_sd
     expected = seeds_needed(a["diff"], pooled_sd(groups["a"], groups["base"]), alpha=0.05 / 4)
     assert a["seeds_needed"] == max(expected, 4)
 

@@ -10,9 +10,11 @@ import pytest
 import snntorch.surrogate
 import torch
 
-from qsnn.runner import build_datamodule, build_net, calibration_batch, train
-from qsnn.sparsity import SparsityLoss
-from qsnn.surrogate import SHAPES, surrogate
+from qsnn.run.runner import train
+
+from qsnn.run.build import build_datamodule, build_net, calibration_batch
+from qsnn.run.sparsity import SparsityLoss
+from qsnn.nn.surrogate import SHAPES, surrogate
 from conftest import TINY
 
 # The reference table (reference.md section 2), written out again here independently of the code.
@@ -71,6 +73,21 @@ def test_family_fast_sigmoid_equals_snntorch(k):
     out_snn, g_snn = _grad(snntorch.surrogate.fast_sigmoid(slope=k), v)
     assert torch.equal(out_ours, out_snn)
     assert torch.allclose(g_ours, g_snn, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [5.0, 25.0])
+def test_sigmoid_equals_snntorch_where_finite_and_stays_finite_where_it_overflows(k):
+    """conf/surrogate/sigmoid.yaml: snnTorch's sigmoid derivative, without its NaN far below threshold."""
+    from qsnn.nn.surrogate import snntorch_sigmoid
+
+    v = torch.linspace(-8, 8, 801)
+    out_ours, g_ours = _grad(snntorch_sigmoid(k), v)
+    out_snn, g_snn = _grad(snntorch.surrogate.sigmoid(slope=k), v)
+    assert torch.equal(out_ours, out_snn.to(out_ours.dtype))
+    finite = torch.isfinite(g_snn)
+    assert torch.allclose(g_ours[finite], g_snn[finite], rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(g_ours).all()
+    assert (k < 10) or not finite.all()  # at slope 25 snnTorch's own formula gives NaN below -3.5
 
 
 def test_stability_init_hits_target_rate_and_unit_jacobian(make_cfg):

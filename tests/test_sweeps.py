@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF, ROOT, TINY
-from qsnn.validate import validate
+from qsnn.run.validate import validate
 
 SWEEPS = ROOT / "sweeps"
 STUDIES = sorted(p for p in SWEEPS.glob("*.yaml") if p.name != "base.yaml")  # base.yaml: shared, no grid
@@ -48,7 +48,7 @@ def test_there_are_studies():
 
 def protocol_jobs(cfg) -> list[list[str]]:
     """Every arm at its extreme tuning values (first and last trial) with a confirmation seed."""
-    from qsnn.protocol import Protocol, arm_id, confirm_job, trial_params
+    from qsnn.study.protocol import Protocol, arm_id, confirm_job, trial_params
 
     p = Protocol.from_cfg(cfg.protocol)
     jobs = []

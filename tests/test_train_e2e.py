@@ -5,10 +5,10 @@ import json
 import re
 
 from conftest import TINY
-from qsnn.console import pct
+from qsnn.run.console import pct
 from test_end_of_run import unexpected_stderr
-from qsnn.runner import train
-from qsnn.wandb_offline import find_run_files, read_run
+from qsnn.run.runner import train
+from qsnn.run.wandb_offline import find_run_files, read_run
 
 
 def test_multirun_bits_4_32_cosine_restart(run, tmp_path):
@@ -40,7 +40,7 @@ def test_multirun_bits_4_32_cosine_restart(run, tmp_path):
     assert runs[1]["tags"] == ["digits", "bits32", "cosine_restart", "fast_sigmoid"]
     assert "quant.bits=4" in runs[0]["name"] and "sched=cosine_restart" in runs[0]["name"]
     cfg = runs[1]["config"]
-    assert cfg["quant"]["bits"] == 32 and cfg["sched"]["_target_"] == "qsnn.schedules.cosine_restart"
+    assert cfg["quant"]["bits"] == 32 and cfg["sched"]["_target_"] == "qsnn.run.schedules.cosine_restart"
     assert "${" not in json.dumps(cfg)  # fully resolved
 
 

@@ -1,6 +1,6 @@
 """Invalid values fail before training with one line naming key, value and what is allowed.
 
-The rules are one table (qsnn.validate.RULES); ``test_every_key_has_a_rule`` keeps it complete:
+The rules are one table (qsnn.run.rules.RULES); ``test_every_key_has_a_rule`` keeps it complete:
 every leaf key of every option in conf/ must have a row (or be a derived/free-text key).
 """
 from __future__ import annotations
@@ -10,7 +10,9 @@ from omegaconf import DictConfig
 
 from conftest import CONF
 from test_fuzz_config import assemble, load_option
-from qsnn.validate import DERIVED, RULES, SECTIONS, UNCHECKED, ConfigError, validate
+from qsnn.errors import ConfigError
+from qsnn.run.rules import DERIVED, RULES, SECTIONS, UNCHECKED
+from qsnn.run.validate import validate
 
 CASES = [
     ("quant.bits=0", "quant.bits=0"), ("quant.bits=9", "quant.bits=9"), ("quant.bits=33", "quant.bits=33"),
@@ -97,12 +99,12 @@ def test_every_key_has_a_rule(make_cfg):
                     "trainer.precision", "trainer.sync_batchnorm", "trainer.use_distributed_sampler",
                     "trainer.profiler", "trainer.overfit_batches", "trainer.fast_dev_run",
                     "trainer.enable_progress_bar", "trainer.num_nodes", "trainer.plugins"}
-    assert not missing - allowed_free, f"keys without a rule in qsnn.validate.RULES: {sorted(missing - allowed_free)}"
+    assert not missing - allowed_free, f"keys without a rule in qsnn.run.rules.RULES: {sorted(missing - allowed_free)}"
 
 
 def test_cli_errors_before_training(run):
     # two processes (a few s each): Hydra's own message, and our one-line error; every other rule of
-    # qsnn.validate and the data files' errors are checked in-process (here and in test_bad_inputs.py)
+    # qsnn.run.validate and the data files' errors are checked in-process (here and in test_bad_inputs.py)
     r = run("train.py", "sched=cosine_restrat", "print_config=false")
     assert r.returncode != 0 and "cosine_restrat" in r.stderr and "cosine_restart" in r.stderr
     r = run("train.py", "seed=abc", "print_config=false")  # issue 17: was Hydra's multi-line "Error executing job"

@@ -5,8 +5,8 @@ import re
 
 from test_protocol import proto, results
 
-from qsnn.protocol import analyze, arm_id
-from qsnn.verdict import insert_after_title, sentences, tables, verdict_md
+from qsnn.study.protocol import analyze, arm_id
+from qsnn.study.verdict import insert_after_title, sentences, tables, verdict_md
 
 NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 

@@ -74,7 +74,7 @@ def _run(hydra_context, cfg: DictConfig, task) -> JobReturn:
 
 def _resolve(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """Inside the job (HydraConfig set): the job's fully resolved config and its Hydra info."""
-    from qsnn.runner import hydra_info
+    from qsnn.run.summary import hydra_info
 
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), hydra_info()
 
@@ -84,7 +84,7 @@ def run_group(jobs: list[tuple[int, list[str]]], hydra_context, config, task_fun
     Singleton.set_state(state)
     if len(jobs) == 1:
         return [_run(hydra_context, _sweep_config(hydra_context, config, i, ov), task_function) for i, ov in jobs]
-    from qsnn.cpu import retain_freed_memory
+    from qsnn.nn.cpu import retain_freed_memory
     from qsnn.stacked.group import train_group
     from qsnn.stacked.support import why_not_stacked
 

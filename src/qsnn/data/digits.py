@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from qsnn.data.inmemory import InMemoryDataModule
-from qsnn.validate import ConfigError
+from qsnn.errors import ConfigError
 
 
 def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, hint: str = ""):
@@ -30,10 +30,14 @@ def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, s
 
 
 class DigitsDataModule(InMemoryDataModule):
+    @classmethod
+    def sample_shape(cls, data: dict) -> tuple[int, ...]:
+        return (1, 8, 8)
+
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.2, **kw):
         super().__init__(**kw)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.input_shape, self.num_classes = (1, 8, 8), 10
+        self.input_shape, self.num_classes = self.sample_shape({}), 10
 
     def load(self):
         d = load_digits()

@@ -26,15 +26,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from qsnn.data.encoding import encode
-from qsnn.data.idx import DataFileError
+from qsnn.data.base import SplitsDataModule
+from qsnn.errors import ConfigError, DataFileError
 from qsnn.data.tonic_sets import SETS, open_tonic, sample_file, targets
-from qsnn.validate import ConfigError
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the cached array layout changes
@@ -179,8 +177,14 @@ def split_indices(labels, fractions: list[float], seed: int) -> list[np.ndarray]
     return [np.sort(rest), *parts]
 
 
-class EventDataModule(L.LightningDataModule):
+class EventDataModule(SplitsDataModule):
     """One tonic dataset (``name`` in nmnist, dvsgesture, cifar10dvs, ncaltech101, shd)."""
+
+    @classmethod
+    def sample_shape(cls, data: dict) -> tuple[int, ...]:
+        """One frame's shape: the (downsampled) sensor, [P, H, W] or [P * W] for a 1-D sensor."""
+        sensor = data.get("sensor_size") or SETS[data["name"]].sensor_size
+        return FrameTransform(sensor_size=tuple(sensor), downsample=data["downsample"]).frame_shape
 
     def __init__(self, name: str, root: str, download: bool = False, downsample: int = 1,
                  denoise_us: float | None = None, time_window_us: float | None = None,
@@ -278,15 +282,5 @@ class EventDataModule(L.LightningDataModule):
                           shuffle=shuffle, generator=g, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self):
-        return self._loader("test", shuffle=False)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
-        return encode(x, self.encoding, x.shape[1]), y
+    def num_steps_of(self, x: torch.Tensor) -> int:
+        return x.shape[1]  # [B, T, ...] frames: T is the sample's own (num_steps or eval_steps)

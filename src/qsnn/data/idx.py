@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from qsnn.data.inmemory import InMemoryDataModule
-from qsnn.validate import ConfigError
+from qsnn.errors import ConfigError, DataFileError
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -25,10 +25,6 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataFileError(ValueError):
-    """A dataset file is missing or malformed (message names the file and what is wrong)."""
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -82,10 +78,14 @@ def find_idx_files(root: str | Path, name: str) -> dict[str, Path]:
 class IDXDataModule(InMemoryDataModule):
     """MNIST-format dataset (28x28 grey images, 10 classes)."""
 
+    @classmethod
+    def sample_shape(cls, data: dict) -> tuple[int, ...]:
+        return (1, 28, 28)
+
     def __init__(self, root: str, name: str = "MNIST", val_size: int = 5000, **kw):
         super().__init__(**kw)
         self.root, self.name, self.val_size = root, name, int(val_size)
-        self.input_shape, self.num_classes = (1, 28, 28), 10
+        self.input_shape, self.num_classes = self.sample_shape({}), 10
 
     def load(self):
         files = find_idx_files(self.root, self.name)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from qsnn.data.encoding import encode
+from qsnn.data.base import SplitsDataModule
+
 
 
 class EpochShuffledBatches(BatchSampler):
@@ -27,7 +27,7 @@ class EpochShuffledBatches(BatchSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-class InMemoryDataModule(L.LightningDataModule):
+class InMemoryDataModule(SplitsDataModule):
     """Subclasses set ``input_shape``/``num_classes`` in ``__init__`` and implement ``load()``
     returning {"train": (x, y), "val": (x, y), "test": (x, y)} as tensors."""
 
@@ -41,6 +41,13 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size or max(batch_size, 256))
         self.seed = int(seed)
         self.splits: dict[str, TensorDataset] = {}
+
+    @classmethod
+    def sample_shape(cls, data: dict) -> tuple[int, ...] | None:
+        """The shape of one sample this module gives the model under the ``data`` config (keys
+        without the ``data.`` prefix), known before anything is loaded; ``qsnn.run.validate``
+        asks every data module for it to check the model against the data. None: not known."""
+        return None
 
     def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
@@ -66,15 +73,5 @@ class InMemoryDataModule(L.LightningDataModule):
             sampler = BatchSampler(SequentialSampler(ds), self.eval_batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self):
-        return self._loader("test", shuffle=False)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
-        return encode(x, self.encoding, self.num_steps), y
+    def num_steps_of(self, x: torch.Tensor) -> int:
+        return self.num_steps

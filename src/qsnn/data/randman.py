@@ -71,6 +71,10 @@ def make_randman(classes: int = 10, units: int = 20, dim: int = 1, alpha: float 
 class RandmanDataModule(InMemoryDataModule):
     """Batches are spike rasters [B, T, units]; ``encoding: none`` turns them into [T, B, units]."""
 
+    @classmethod
+    def sample_shape(cls, data: dict) -> tuple[int, ...]:
+        return (int(data["units"]),)
+
     def __init__(self, classes: int = 10, units: int = 20, dim: int = 1, alpha: float = 2.0,
                  samples_per_class: int = 500, manifold_seed: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.2, **kw):
@@ -82,7 +86,7 @@ class RandmanDataModule(InMemoryDataModule):
                           num_steps=self.num_steps, samples_per_class=int(samples_per_class),
                           seed=int(manifold_seed))
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.input_shape, self.num_classes = (int(units),), int(classes)
+        self.input_shape, self.num_classes = self.sample_shape({"units": units}), int(classes)
 
     def load(self):
         spikes, labels = make_randman(**self.knobs)

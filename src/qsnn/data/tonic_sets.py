@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qsnn.data.idx import DataFileError
+from qsnn.errors import DataFileError
 
 
 @dataclass(frozen=True)

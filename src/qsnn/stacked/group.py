@@ -9,7 +9,6 @@ train together (``loop.StackedFit``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,12 +18,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from qsnn.checkpoint_io import load_checkpoint
-from qsnn.resume import check_output_dir, check_same_config, finished_summary, last_checkpoint, wants_resume
-from qsnn.run_dir import atomic_write_text, holds_run
-from qsnn.stacked.loop import StackedFit, setup_runtime
+from qsnn.run.checkpoint_io import load_checkpoint
+from qsnn.run.resume import check_output_dir, check_same_config, finished_summary, last_checkpoint, wants_resume
+from qsnn.run.summary import record_refusal
+from qsnn.run.validate import validate
+from qsnn.stacked.batches import setup_runtime
+from qsnn.stacked.loop import StackedFit
 from qsnn.stacked.seeds import SeedJob, SeedRNG
-from qsnn.validate import validate
 
 log = logging.getLogger("qsnn")
 
@@ -33,7 +33,8 @@ def _restore(job: SeedJob, ckpt: dict[str, Any], rng: SeedRNG, idx: int) -> int:
     """Load a stacked checkpoint into the seed; returns the epoch to continue from."""
     st = ckpt["qsnn_stacked"]
     job.module.load_state_dict(ckpt["state_dict"])
-    job.epochs, job.lr = list(st["epochs"]), list(st["lr"])
+    job.history.load_state_dict(st)
+    job.monitor.load_state_dict(st.get("dead_network") or {})
     job.best_score, job.best_path = st["best_score"], st["best_path"]
     if job.es is not None and st["early_stopping"]:
         job.es.load_state_dict(st["early_stopping"])
@@ -129,10 +130,6 @@ def _fit(group, rng: SeedRNG, device, dtype, start: int, t0: float, on_stacked) 
 
 
 def _failed(cfg: DictConfig, info: dict, e: Exception) -> dict:
-    out = Path(cfg.paths.output_dir)
-    summary = {"status": "failed", **info, "error": f"{type(e).__name__}: {e}".splitlines()[0], "metrics": {},
-               "output_dir": str(out)}
-    if not holds_run(out) and not (out / "summary.json").exists():  # never over a previous run's files
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    summary = record_refusal(Path(cfg.paths.output_dir), e, info)  # never over a previous run's files
     log.error("job failed: %s", summary["error"])
     return summary

@@ -2,66 +2,36 @@
 
 Why a plain loop and not Lightning: a Trainer has one stop flag, one set of callbacks and one
 checkpoint per step, while here every seed stops early, diverges, picks its best checkpoint and
-logs to its own W&B run on its own. The loop reproduces, per seed, what ``runner.train``'s
-Lightning fit does with qsnn's config (``support.why_not_stacked`` turns away anything else):
-per-step LR schedule (stepped every batch), DivergenceGuard (gradient norm before the step,
-loss after), gradient clipping (norm or value), ClampWeights, EpochSchedules, the logged epoch
-metrics and History, EarlyStopping (Lightning's own class, one per seed), ModelCheckpoint
-(top-1 + last, Lightning checkpoint format with that seed's state_dict, so ``eval.py`` and
-``trainer.test`` load it), then the test through a real Lightning Trainer per seed, on the
-best checkpoint, exactly as a single run tests. A seed that stops (early stopping or
-divergence) is finished at that point (summary, test, W&B) and its slice of the stacked model
-no longer feeds anything recorded. Tests: ``tests/test_stacked.py`` (equal to single runs).
+logs to its own W&B run on its own. The per-step and per-epoch duties are the single run's own
+objects, called per seed: ``DivergenceGuard`` (gradient norm before the step, loss after),
+``ClampWeights``, ``EpochSchedules``, ``History`` and ``DeadNetworkMonitor`` (``qsnn.run.guard``,
+``qsnn.run.callbacks``), Lightning's own ``EarlyStopping`` class (one per seed), the same
+torchmetrics objects of each seed's QSNNModule. What the loop itself reproduces (docs/stacked.md
+lists it): the per-step LR schedule, gradient clipping (norm or value), the epoch
+metrics Lightning would log, ModelCheckpoint's files (top-1 + last, Lightning's checkpoint
+format with that seed's state_dict, so ``eval.py`` and ``trainer.test`` load it). The test then
+runs through a real Lightning Trainer per seed, on the best checkpoint, exactly as a single run
+tests. A seed that stops (early stopping or divergence) is finished at that point (summary,
+test, W&B) and its slice of the stacked model no longer feeds anything recorded. Tests:
+``tests/test_stacked.py`` (equal to single runs).
 """
 from __future__ import annotations
 
-import logging
 import math
-import os
 import time
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig
+from hydra.utils import instantiate
 
-from qsnn.guard import Diverged
+from qsnn.errors import Diverged
+from qsnn.run.callbacks import EpochSchedules
+from qsnn.run.guard import DivergenceGuard
+from qsnn.stacked.batches import EpochMeans, epoch_iterators, n_batches, next_batches
 from qsnn.stacked.net import StackedNet
 from qsnn.stacked.optim import MemberOptimizers
 from qsnn.stacked.seeds import SeedJob, SeedRNG
-from qsnn.stacked.support import PRECISIONS, select
-
-log = logging.getLogger("qsnn")
-
-
-def _device(tr: DictConfig) -> torch.device:
-    acc = str(tr.get("accelerator", "cpu"))
-    use_cuda = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
-def _n_batches(n: int, limit) -> int:
-    if limit is None:
-        return n
-    return min(n, int(limit)) if isinstance(limit, int) or float(limit) > 1 else int(n * float(limit))
-
-
-def _set_sampler_epoch(dl, epoch: int) -> None:  # what Lightning does at each epoch start
-    for s in (getattr(dl, "sampler", None), getattr(dl, "batch_sampler", None)):
-        if s is not None and hasattr(s, "set_epoch"):
-            s.set_epoch(epoch)
-
-
-def _batches(jobs, its, rng: SeedRNG, device, dtype):
-    """Each seed's next batch, encoded as Lightning does it (precision cast, transfer, encoding)."""
-    xs, ys = [], []
-    for s, (job, it) in enumerate(zip(jobs, its)):
-        with rng.use(s):
-            x, y = next(it)
-            x = x.to(dtype) if x.is_floating_point() else x
-            x, y = job.dm.on_after_batch_transfer((x.to(device), y.to(device)), 0)
-        xs.append(x)
-        ys.append(y)
-    return xs, ys
+from qsnn.stacked.support import select
 
 
 def _seed_grad_norms(params, S: int) -> torch.Tensor:
@@ -70,7 +40,7 @@ def _seed_grad_norms(params, S: int) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), dim=0)
 
 
-def _clip(params, S: int, tr: DictConfig, norms: torch.Tensor) -> None:
+def _clip(params, S: int, tr, norms: torch.Tensor) -> None:
     val = tr.get("gradient_clip_val")
     if not val:
         return
@@ -85,20 +55,10 @@ def _clip(params, S: int, tr: DictConfig, norms: torch.Tensor) -> None:
             p.grad.view(S, -1).mul_(coef.view(S, 1))
 
 
-class _EpochMeans:
-    """Per seed: Lightning's on_epoch mean of a value logged with a batch size (the rates)."""
-
-    def __init__(self):
-        self.sums: list[torch.Tensor] | None = None
-        self.n = 0
-
-    def add(self, rates: list[torch.Tensor], bs: int) -> None:
-        vals = [r * bs for r in rates]
-        self.sums = vals if self.sums is None else [a + v for a, v in zip(self.sums, vals)]
-        self.n += bs
-
-    def get(self, s: int) -> list[float]:
-        return [float(v[s] / self.n) for v in self.sums]
+def _callback(cfg, name: str):
+    """The configured callback ``callbacks.<name>``, instantiated (None when not configured)."""
+    c = select(cfg, f"callbacks.{name}")
+    return instantiate(c) if c and c.get("_target_") else None
 
 
 class StackedFit:
@@ -116,11 +76,11 @@ class StackedFit:
             raise TypeError("stacked parameters are not in the order of the single model's")
         self.shapes = [p.shape for p in jobs[0].module.net.parameters()]
         self.loaders = [j.loaders() for j in jobs]
-        self.n_train = {_n_batches(len(t), self.tr.get("limit_train_batches")) for t, _ in self.loaders}
-        self.n_val = {_n_batches(len(v), self.tr.get("limit_val_batches")) for _, v in self.loaders}
-        if len(self.n_train) != 1 or len(self.n_val) != 1:
+        n_train = {n_batches(len(t), self.tr.get("limit_train_batches")) for t, _ in self.loaders}
+        n_val = {n_batches(len(v), self.tr.get("limit_val_batches")) for _, v in self.loaders}
+        if len(n_train) != 1 or len(n_val) != 1:
             raise TypeError("seeds have different numbers of batches")
-        self.n_train, self.n_val = self.n_train.pop(), self.n_val.pop()
+        self.n_train, self.n_val = n_train.pop(), n_val.pop()
         self.loss_fn = jobs[0].module.loss_fn
         self.max_epochs = int(self.tr.max_epochs)
         total = self.n_train * self.max_epochs
@@ -128,6 +88,9 @@ class StackedFit:
         shared = all(select(j.cfg, k) == select(self.cfg, k) for j in jobs for k in ("optim", "sched"))
         self.opt = MemberOptimizers(list(self.net.parameters()), self.shapes, [j.module for j in jobs], shared,
                                     steps_per_epoch=max(math.ceil(total / self.max_epochs), 1), total_steps=total)
+        # the single run's callbacks, one configuration for every member (they share callbacks.*)
+        self.divergence_guard: DivergenceGuard | None = _callback(self.cfg, "divergence_guard")
+        self.clamp_weights = _callback(self.cfg, "clamp_weights")
         self.epoch, self.global_step = 0, 0
         self.stop_flag = [False] * self.S
         # per member: metrics callbacks put into callback_metrics (the lr monitor)
@@ -145,44 +108,42 @@ class StackedFit:
                 break
             self.epoch = epoch
             t0 = time.perf_counter()
-            for m in self.net.modules():  # callbacks.EpochSchedules
-                if hasattr(m, "set_epoch"):
-                    m.set_epoch(epoch, self.max_epochs)
+            EpochSchedules.apply(self.net, epoch, self.max_epochs)
             self.lr_monitor(every_step=False)
             train = self.train_epoch(epoch)
             val = self.val_epoch()
             self.end_epoch(epoch, train, val, time.perf_counter() - t0, t_fit)
         for s in self.active():
             self.jobs[s].times(fit_s=time.perf_counter() - t_fit)
-            self.jobs[s].finish(self.rng, s)
+            self.jobs[s].finish(self.rng, s, last_epoch=self.epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         self.net.train()
-        its = []
-        for s, (dl, _) in enumerate(self.loaders):
-            _set_sampler_epoch(dl, epoch)
-            with self.rng.use(s):
-                its.append(iter(dl))
-        rates, params, last = _EpochMeans(), list(self.net.parameters()), [float("nan")] * self.S
+        its = epoch_iterators([t for t, _ in self.loaders], self.rng, epoch)
+        rates, params, last = EpochMeans(), list(self.net.parameters()), [float("nan")] * self.S
         for _ in range(self.n_train):
             active = self.active()
             if not active:
                 break
             for s in active:
-                self.jobs[s].lr.append(self.opt.lr(s))
+                self.jobs[s].history.add_lr(self.opt.lr(s))
             self.lr_monitor(every_step=True)
-            xs, ys = _batches(self.jobs, its, self.rng, self.device, self.dtype)
+            xs, ys = next_batches(self.jobs, its, self.rng, self.device, self.dtype)
             spk, _ = self.net(self.net.fold_input(xs))
             losses = [self.loss_fn(spk[:, :, s], ys[s]) for s in range(self.S)]
             self.opt.zero_grad()
             sum(losses[s] for s in active).backward()
             norms = _seed_grad_norms(params, self.S)
-            self.guard(active, norms, losses, before_step=True)
+            self.guard(active, norms, "check_grad_norm", self.global_step)
+            if self.clamp_weights is not None:
+                self.clamp_weights.before_step(params)
             _clip(params, self.S, self.tr, norms)
             self.opt.step(self.active())
             self.global_step += 1
-            self.clamp_weights()
-            self.guard(self.active(), norms, losses, before_step=False)
+            if self.clamp_weights is not None:
+                self.clamp_weights.after_step(params)
+            self.guard(self.active(), torch.stack([x.detach().reshape(-1)[0] for x in losses]), "check_loss",
+                       self.global_step - 1)
             for s in self.active():
                 m = self.jobs[s].module
                 m.acc["train_"].update(spk[:, :, s].sum(0).argmax(-1), ys[s])
@@ -192,15 +153,12 @@ class StackedFit:
         return {"rates": rates, "last": last}
 
     @torch.no_grad()
-    def val_epoch(self) -> _EpochMeans:
+    def val_epoch(self) -> EpochMeans:
         self.net.eval()
-        its = []
-        for s, (_, dl) in enumerate(self.loaders):
-            with self.rng.use(s):
-                its.append(iter(dl))
-        rates = _EpochMeans()
+        its = epoch_iterators([v for _, v in self.loaders], self.rng)
+        rates = EpochMeans()
         for _ in range(self.n_val):
-            xs, ys = _batches(self.jobs, its, self.rng, self.device, self.dtype)
+            xs, ys = next_batches(self.jobs, its, self.rng, self.device, self.dtype)
             spk, _ = self.net(self.net.fold_input(xs))
             for s in self.active():
                 m = self.jobs[s].module
@@ -227,37 +185,21 @@ class StackedFit:
             for lg in self.jobs[s].loggers:
                 lg.log_metrics({name: self.logged[s][name]}, step=self.global_step)
 
-    def guard(self, active: list[int], norms: torch.Tensor, losses, before_step: bool) -> None:
-        """callbacks.divergence_guard per seed: that seed fails, the others go on."""
-        g = self.cfg.get("callbacks", {}).get("divergence_guard") if self.cfg.get("callbacks") else None
-        if not g:
+    def guard(self, active: list[int], values: torch.Tensor, check: str, step: int) -> None:
+        """callbacks.divergence_guard per seed (``values``: one gradient norm or loss per member): a
+        seed that diverges fails alone, the others go on. One finiteness test for all members first
+        (the common case: all finite, one sync)."""
+        g = self.divergence_guard
+        if g is None or bool(torch.isfinite(values).all()):
             return
-        where = f"epoch {self.epoch}, step {self.global_step - (0 if before_step else 1)}"
-        hint = "training diverged (lower optim.lr, or clip with trainer.gradient_clip_val)"
-        if before_step:  # one check for all members (the common case: all finite)
-            finite = torch.isfinite(norms).tolist() if g.get("check_grads", True) else [True] * self.S
-        else:
-            finite = torch.isfinite(torch.stack([x.detach().reshape(-1) for x in losses])).all(1).tolist()
+        where = g.where(self.epoch, step)
         for s in active:
-            if finite[s]:
-                continue
-            if before_step:
-                err = Diverged(f"gradient norm is {float(norms[s])} at {where}: {hint}")
-            elif not torch.isfinite(losses[s]).all():
-                err = Diverged(f"training loss is {float(losses[s])} at {where}: {hint}")
-            else:
-                continue
-            self.jobs[s].finish(self.rng, s, error=err)
+            try:
+                getattr(g, check)(values[s], where)
+            except Diverged as e:
+                self.jobs[s].finish(self.rng, s, error=e)
 
-    @torch.no_grad()
-    def clamp_weights(self) -> None:
-        c = (self.cfg.get("callbacks") or {}).get("clamp_weights")
-        if c and c.get("_target_"):
-            for p in self.net.parameters():
-                if p.dim() > 1:
-                    p.clamp_(float(c.get("min", -1.0)), float(c.get("max", 1.0)))
-
-    def end_epoch(self, epoch: int, train: dict, val: _EpochMeans, dt: float, t_fit: float) -> None:
+    def end_epoch(self, epoch: int, train: dict, val: EpochMeans, dt: float, t_fit: float) -> None:
         timer = (self.cfg.get("callbacks") or {}).get("epoch_timer")
         min_epochs = int(self.tr.get("min_epochs") or 0)
         line = []
@@ -275,13 +217,13 @@ class StackedFit:
             metrics.update({f"train/rate_layer{i}": r for i, r in enumerate(train["rates"].get(s))})
             for split in ("train_", "val_"):
                 m.acc[split].reset(), m.loss_mean[split].reset()
-            self.stop_flag[s] |= job.end_epoch(epoch, self.global_step, metrics)
+            self.stop_flag[s] |= job.end_epoch(epoch, self.global_step, metrics, train["rates"].n)
             self.net.write_back(s, m.net)
             job.save_checkpoints(epoch, self.global_step, *self.opt.state(s), self.loop_state(s))
             line.append(f"{metrics['val/acc']:.3f}")
             if self.stop_flag[s] and epoch + 1 >= min_epochs:
                 job.times(fit_s=time.perf_counter() - t_fit)
-                job.finish(self.rng, s)
+                job.finish(self.rng, s, last_epoch=epoch)
         if timer and timer.get("verbose", True):
             print(f"epoch {epoch:3d}  {dt:6.2f}s  {self.S} seeds stacked  val/acc {' '.join(line)}", flush=True)
 
@@ -291,15 +233,3 @@ class StackedFit:
         return {"epoch": self.epoch, "global_step": self.global_step, "stop_flag": self.stop_flag[s],
                 "rng": {"torch": t, "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss],
                         "python": p}}
-
-
-def setup_runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:
-    """Threads, determinism and dtype as the single run's Trainer sets them."""
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
-    det = cfg.trainer.get("deterministic")
-    if det:
-        torch.use_deterministic_algorithms(True, warn_only=det == "warn")
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    dtype = getattr(torch, PRECISIONS[str(cfg.trainer.get("precision", "32-true"))])
-    return _device(cfg.trainer), dtype

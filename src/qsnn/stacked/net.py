@@ -12,7 +12,7 @@ is ``stacked.reshape(S, -1)[s]``. That layout is what the folded ops consume dir
   order a single run draws it (same masks);
 - weight quantizers -> ``quant.stacked_quantizer`` (scales per seed).
 Activations run as [T, B, S*C, ...] (conv stages) or [T, B, S, F] (fc stages); the input of
-seed s is folded into dim 2 the same way. The fast path of ``qsnn.net`` runs unchanged on it.
+seed s is folded into dim 2 the same way. The fast path of ``qsnn.nn.net`` runs unchanged on it.
 Anything else (a layer with parameters that has no stacked form) raises ``TypeError`` naming it.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qsnn.net import SpikingNet, Stage
-from qsnn.neurons import LIFSequence, fusable
+from qsnn.nn.net import SpikingNet, Stage
+from qsnn.nn.neurons import LIFSequence, fusable
 from qsnn.stacked.quant import stacked_quantizer
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qsnn.quant.sigmoid_sum import SigmoidSumQuantizer
-from qsnn.quant.uniform import UniformSTEQuantizer
+from qsnn.nn.quant.sigmoid_sum import SigmoidSumQuantizer
+from qsnn.nn.quant.uniform import UniformSTEQuantizer
 
 
 def _per_seed(w: torch.Tensor, seeds: int) -> torch.Tensor:

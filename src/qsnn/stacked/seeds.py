@@ -10,7 +10,6 @@ sees the draws its single run would see.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import time
@@ -24,10 +23,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from qsnn.checkpoint_io import AtomicCheckpointIO
-from qsnn.metrics import log_test_cost
-from qsnn.runner import _finish_loggers, _mark_wandb, _metrics, atomic_write_text, build_datamodule, build_loggers, \
-    build_module, cost_max_batches, wandb_info
+from qsnn.cost.metrics import log_test_cost
+from qsnn.run.build import build_datamodule, build_loggers, build_module, cost_max_batches, model_size
+from qsnn.run.callbacks import History
+from qsnn.run.checkpoint_io import AtomicCheckpointIO
+from qsnn.run.guard import DeadNetworkMonitor
+from qsnn.run.run_dir import atomic_write_text
+from qsnn.run.summary import close_loggers, metrics_of, wandb_info, write_summary
 from qsnn.stacked.support import select
 
 log = logging.getLogger("qsnn")
@@ -65,8 +67,8 @@ class SeedJob:
         self.out_dir = Path(cfg.paths.output_dir)
         self.summary: dict[str, Any] = {"status": "running", "resumed_from": None, **info, "seed": cfg.get("seed"),
                                         "bits": cfg.quant.bits, "output_dir": str(self.out_dir)}
-        self.epochs: list[dict[str, float]] = []
-        self.lr: list[float] = []
+        self.history = History()  # the single run's callbacks, called by the stacked loop
+        self.monitor = DeadNetworkMonitor()
         self.loggers: list = []
         self.done = False
         self.best_score: float | None = None  # ModelCheckpoint's top-1 (monitor value) and file
@@ -88,9 +90,7 @@ class SeedJob:
         for lg in self.loggers:
             lg.log_hyperparams({**resolved, "choices": self.summary["choices"]})
         self.summary["wandb"] = wandb_info(self.loggers)
-        n_params = sum(p.numel() for p in self.module.net.parameters())
-        self.summary.update(weight_bits=self.module.weight_bits,
-                            weight_saving_vs_fp32=32 * n_params / max(self.module.weight_bits, 1))
+        self.summary.update(model_size(self.module))
         self.module.to(device)
         if dtype == torch.float64:  # as Lightning's precision=64 does (torchmetrics states stay float32)
             self.module.double()
@@ -103,9 +103,11 @@ class SeedJob:
         return self.dm.train_dataloader(), self.dm.val_dataloader()
 
     # -- per epoch --------------------------------------------------------------------------------
-    def end_epoch(self, epoch: int, global_step: int, metrics: dict[str, float]) -> bool:
-        """Record the epoch (History), early stopping, checkpoints; True if this seed stops here."""
-        self.epochs.append({**metrics, "epoch": epoch})
+    def end_epoch(self, epoch: int, global_step: int, metrics: dict[str, float], samples: int) -> bool:
+        """Record the epoch (History, DeadNetworkMonitor, loggers), early stopping; True if this seed
+        stops here. ``samples``: training samples seen this epoch."""
+        self.history.add_epoch(metrics, epoch)
+        self.monitor.epoch_end(epoch, metrics, samples, int(self.summary.get("num_classes") or 0))
         for lg in self.loggers:
             lg.log_metrics({**metrics, "epoch": epoch}, step=global_step - 1)
         stop = False
@@ -145,18 +147,24 @@ class SeedJob:
             io.save_checkpoint({**ckpt, "qsnn_stacked": self._loop_state(loop_state)}, dirpath / "last.ckpt")
 
     def _loop_state(self, loop_state: dict) -> dict:
-        return {**loop_state, "epochs": self.epochs, "lr": self.lr, "best_score": self.best_score,
-                "best_path": self.best_path, "early_stopping": self.es.state_dict() if self.es else None}
+        return {**loop_state, **self.history.state_dict(), "best_score": self.best_score,
+                "best_path": self.best_path, "early_stopping": self.es.state_dict() if self.es else None,
+                "dead_network": self.monitor.state_dict()}
 
     # -- finishing --------------------------------------------------------------------------------
-    def finish(self, rng: SeedRNG, s: int, error: BaseException | None = None) -> dict[str, Any]:
-        """Test the best checkpoint (as ``runner.train`` does) and write summary.json; once."""
+    def finish(self, rng: SeedRNG, s: int, error: BaseException | None = None,
+               last_epoch: int | None = None) -> dict[str, Any]:
+        """Test the best checkpoint (as ``runner.train`` does) and write summary.json; once.
+        ``last_epoch``: the epoch training ended with (not given when it stopped on an error)."""
         self.done = True
         metrics = dict(getattr(self, "metrics", {}))
-        self.summary.update(epochs=list(self.epochs), lr=list(self.lr))
+        self.summary.update(epochs=list(self.history.epochs), lr=list(self.history.lr))
         try:
             if error is not None:
                 raise error
+            self.monitor.fit_end(last_epoch)
+            if self.monitor.warnings:  # "dead network?": in the summary as a single run has it
+                self.summary["warnings"] = list(self.monitor.warnings)
             if self.cfg.get("test", True):
                 with rng.use(s):
                     metrics.update(self._test())
@@ -173,19 +181,19 @@ class SeedJob:
         """Ctrl-C or SIGTERM: say so; the last checkpoint is intact and resume=true continues."""
         self.done = True
         self.summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
-                            metrics=dict(getattr(self, "metrics", {})), epochs=list(self.epochs), lr=list(self.lr))
+                            metrics=dict(getattr(self, "metrics", {})), epochs=list(self.history.epochs),
+                            lr=list(self.history.lr))
         self._write()
 
     def _write(self) -> None:
         self.summary["wall_s"] = time.perf_counter() - self.t0
-        _mark_wandb(self.loggers, self.summary)
-        _finish_loggers(self.loggers)
-        atomic_write_text(self.out_dir / "summary.json", json.dumps(self.summary, indent=1, default=str))
+        close_loggers(self.loggers, self.summary)
+        write_summary(self.out_dir, self.summary)
 
     def _test(self) -> dict[str, float]:
         trainer = instantiate(self.cfg.trainer, logger=self.loggers or False, callbacks=[], enable_progress_bar=False)
         trainer.test(self.module, datamodule=self.dm, ckpt_path=self.best_path or None, verbose=False)
-        metrics, t_cost = _metrics(trainer), time.perf_counter()
+        metrics, t_cost = metrics_of(trainer), time.perf_counter()
         metrics.update(log_test_cost(trainer, self.module, self.dm, self.loggers, cost_max_batches(self.cfg)))
         self.summary["cost_s"] = time.perf_counter() - t_cost
         return metrics

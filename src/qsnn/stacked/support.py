@@ -9,11 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 
 # Lightning callbacks the loop reproduces (per seed); anything else runs job by job
 CALLBACKS = {
-    "lightning.pytorch.callbacks.ModelCheckpoint", "qsnn.checkpoint_io.RunCheckpoint",
+    "lightning.pytorch.callbacks.ModelCheckpoint", "qsnn.run.checkpoint_io.RunCheckpoint",
     "lightning.pytorch.callbacks.EarlyStopping",
     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.RichProgressBar",
-    "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.callbacks.ProgressBar", "qsnn.callbacks.EpochTimer", "qsnn.callbacks.ClampWeights",
-    "qsnn.guard.DivergenceGuard", "qsnn.resume.RNGState",
+    "lightning.pytorch.callbacks.TQDMProgressBar", "qsnn.run.callbacks.ProgressBar", "qsnn.run.callbacks.EpochTimer", "qsnn.run.callbacks.ClampWeights",
+    "qsnn.run.guard.DivergenceGuard", "qsnn.run.resume.RNGState",
 }
 TRAINER_KEYS = {
     "_target_", "default_root_dir", "accelerator", "devices", "max_epochs", "min_epochs", "check_val_every_n_epoch",
@@ -43,7 +43,7 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
     """None if the seeds of ``cfg``'s setting can train as one stacked model, else the reason."""
     checks = [
         (not cfg.get("train", True), "train=false (nothing to train)"),
-        (select(cfg, "model._target_") not in ("qsnn.models.fcsnn.fcsnn", "qsnn.models.csnn.csnn"),
+        (select(cfg, "model._target_") not in ("qsnn.nn.models.fcsnn.fcsnn", "qsnn.nn.models.csnn.csnn"),
          f"model {select(cfg, 'model._target_')} has no stacked form"),
         (select(cfg, "model.neuron") not in (None, "leaky"), f"model.neuron={select(cfg, 'model.neuron')} has no stacked form"),
         (select(cfg, "model.impl") not in (None, "fast"), "model.impl=snntorch is the reference per-step loop"),

@@ -1,1 +1,0 @@
-"""Model builders: plain functions returning a ``qsnn.net.SpikingNet``."""
