@@ -1,7 +1,7 @@
 """Training-step benchmark: the plain snnTorch loop (impl="snntorch") vs the fast path (impl="fast").
 
-    python -m qsnn.cost.bench                 # or: make bench
-    python -m qsnn.cost.bench --threads 1     # on a loaded machine: 2 OpenMP threads sharing 2 busy
+    python -m qsnn.bench                 # or: make bench
+    python -m qsnn.bench --threads 1     # on a loaded machine: 2 OpenMP threads sharing 2 busy
                                          # cores spin and wait; 1 thread is steadier
 
 For csnn (B=128, T=25, random 1x28x28 in [0, 1], channels 16-64, BatchNorm) and fcsnn
@@ -20,7 +20,9 @@ recipe: ``experiment=qsnn_mnist`` (T=10, one epoch) on synthetic IDX files (qsnn
 ``src/train.py``: before (``cost.max_batches=null``: every test batch, as the pass used to) and
 after (the default ``cost.max_batches``); the pass's wall time (``cost_s``) as a share of the run's,
 and that share projected to real MNIST (60,000 training / 10,000 test images, eval batch 256)
-from the measured seconds per training and per counted image.
+from the measured seconds per training and per counted image. Last, the Open Neuromorphic SNN library
+benchmark (``qsnn.cost.bench_on``; ``--on-sizes ''`` skips it). With ``--device cuda`` the bench runs its
+GPU sections instead (``qsnn.cost.bench_gpu``), then the Open Neuromorphic benchmark on the GPU.
 """
 from __future__ import annotations
 
@@ -37,35 +39,11 @@ import time
 from pathlib import Path
 
 import torch
-from snntorch import surrogate
-from snntorch.functional import mse_count_loss
 
+from qsnn.cost.bench_cases import CASES, ROOT, build
 from qsnn.nn.cpu import retain_freed_memory
-from qsnn.nn.models.csnn import csnn
-from qsnn.nn.models.fcsnn import fcsnn
-from qsnn.nn.quant.apply import quantize_weights
-from qsnn.nn.quant.uniform import UniformSTEQuantizer
 
-ROOT = Path(__file__).resolve().parents[3]
-CASES = {  # name: (builder kwargs, batch, steps, input shape)
-    "csnn": (dict(model=csnn, channels=(16, 64), batchnorm=True, beta=0.5), 128, 25, (1, 28, 28)),
-    "fcsnn": (dict(model=fcsnn, hidden=(128,), beta=0.9), 64, 10, (1, 8, 8)),
-}
 IMPLS = ("snntorch", "fast")
-
-
-def build(case: str, impl: str, seed: int = 0):
-    """Network, optimizer, loss, and one batch (direct encoding: an expanded view, as the data module gives)."""
-    kw, batch, steps, shape = CASES[case]
-    kw = dict(kw)
-    model = kw.pop("model")
-    torch.manual_seed(seed)
-    net = model(input_shape=shape, num_classes=10, spike_grad=surrogate.fast_sigmoid(25), impl=impl, **kw)
-    net = quantize_weights(net, lambda: UniformSTEQuantizer(4), bits=4)
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(batch, *shape, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    return net, torch.optim.Adam(net.parameters(), lr=1e-3), mse_count_loss(0.8, 0.2), img.expand(steps, *img.shape), y
 
 
 def train_step(net, opt, loss_fn, x, y) -> tuple[float, float]:
@@ -202,8 +180,25 @@ def main(argv=None) -> None:
     ap.add_argument("--stacked-separate", action="store_true",
                     help="also run the N seeds as N separate jobs (launcher=joblib) instead of N x one seed")
     ap.add_argument("--no-cost-pass", action="store_true", help="skip the cost-metric pass comparison")
+    ap.add_argument("--device", default="cpu", help="cuda: the GPU sections (qsnn.cost.bench_gpu), not the CPU ones")
+    ap.add_argument("--gpu-batches", default="128,1024", type=lambda v: [int(b) for b in v.split(",")],
+                    help="GPU: the batch sizes of csnn and fcsnn")
+    ap.add_argument("--compile", action="store_true", help="GPU: also time net.compile(mode='reduce-overhead')")
+    ap.add_argument("--tf32", action="store_true", help="GPU: float32 matmuls in TF32 too (convs are by default)")
+    ap.add_argument("--on-sizes", default=None, type=lambda v: [int(n) for n in v.split(",") if n],
+                    help="Open Neuromorphic benchmark sizes n ('' skips; default 512 on CPU, 512,4096,16384 on GPU)")
+    ap.add_argument("--on-repeats", type=int, default=None, help="default: --repeats")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    args.on_repeats = args.on_repeats or args.repeats
+    on_sizes = args.on_sizes if args.on_sizes is not None else ([512] if args.device == "cpu" else [512, 4096, 16384])
+    if args.device != "cpu":
+        from qsnn.cost import bench_gpu, bench_on
+
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        bench_gpu.main(args)
+        bench_on.run(on_sizes, torch.device(args.device), args.on_repeats)
+        return
     retain_freed_memory()  # as src/train.py does, for both implementations
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} interleaved steps", flush=True)
@@ -240,6 +235,10 @@ def main(argv=None) -> None:
                            args.stacked_separate))
     if not args.no_cost_pass:
         print_cost_pass(cost_pass_times())
+    if on_sizes:
+        from qsnn.cost import bench_on
+
+        bench_on.run(on_sizes, torch.device("cpu"), args.on_repeats)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from qsnn.cost.bench_cases import ROOT
+
 # the study budgets: sweeps/standard.yaml trains randman 15 epochs; digits runs conf/'s defaults
 DATA = {"randman": ["data=randman", "trainer.max_epochs=15"], "digits": ["data=digits"]}
 COMMON = ["print_config=false", "callbacks.progress_bar=null", "+callbacks.epoch_timer.verbose=false"]

@@ -6,6 +6,7 @@ once per batch, on the device, in ``on_after_batch_transfer``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -13,6 +14,10 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from qsnn.data.base import SplitsDataModule
 
+
+# Lightning's advice on a machine with many cores ("... does not have many workers which may be a
+# bottleneck ..."): in-memory batches are one tensor gather each, so workers would only add processes
+FEW_WORKERS = r"The '\w+_dataloader' does not have many workers which may be a bottleneck"
 
 
 class EpochShuffledBatches(BatchSampler):
@@ -62,6 +67,7 @@ class InMemoryDataModule(SplitsDataModule):
             self.splits = {k: TensorDataset(x, y) for k, (x, y) in self.load().items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        warnings.filterwarnings("ignore", message=FEW_WORKERS)  # before Lightning checks this loader
         ds = self.splits[split]
         if self.trainer is not None and self.trainer.overfit_batches:
             # debug=overfit: Lightning swaps any other sampler for a SequentialSampler, and ours (a

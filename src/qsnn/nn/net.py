@@ -17,7 +17,8 @@ Two execution paths, same parameters, same results:
   * an op with ``fused_fn()`` (``models.csnn.ConvAvgPool2d``: conv then avgpool2 as ONE
     stride-2 conv) is called through it; the fused kernel is derived from the layer's
     (quantized) weight once per forward;
-  * the LIF recurrence runs as one autograd function per layer (``neurons.lif_fused``);
+  * the LIF recurrence runs as one autograd function per layer (``neurons.lif_fused``; on CUDA
+    two Triton kernels, ``qsnn.nn.lif_gpu``);
     a neuron with its own ``multistep(cur)`` method (e.g. sigma-delta) runs that instead.
   Dropout draws its masks in another order than the loop, so with dropout > 0 the two paths
   agree in distribution, not sample by sample.
@@ -62,8 +63,10 @@ def run_op(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 def run_norm(norm: nn.Module, cur: torch.Tensor) -> torch.Tensor:
     """A norm applied per step, as the reference does. With the same input every step (the first
-    stage under direct encoding) every step's output is the same: normalise once and replay the
-    T-1 further running-statistics updates the loop would make (identical up to rounding)."""
+    stage under direct encoding) every step's output is the same: normalise once and apply the
+    T-1 further running-statistics updates the loop would make, in closed form (one op per buffer,
+    not 2(T-1) small kernels; identical up to rounding): k updates with momentum m give
+    running_k = (1-m)^k running_0 + (1 - (1-m)^k) mean, i.e. running_0.lerp(mean, 1 - (1-m)^k)."""
     bn = isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.momentum is not None
     if not (bn and _is_repeated(cur)):
         return _per_step(norm, cur)
@@ -72,9 +75,9 @@ def run_norm(norm: nn.Module, cur: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             dims = [0, *range(2, x.dim())]
             mean, var = x.mean(dims), x.var(dims, unbiased=True)
-            for _ in range(cur.shape[0] - 1):
-                norm.running_mean.mul_(1 - norm.momentum).add_(mean, alpha=norm.momentum)
-                norm.running_var.mul_(1 - norm.momentum).add_(var, alpha=norm.momentum)
+            weight = 1 - (1 - norm.momentum) ** (cur.shape[0] - 1)
+            norm.running_mean.lerp_(mean, weight)
+            norm.running_var.lerp_(var, weight)
             norm.num_batches_tracked.add_(cur.shape[0] - 1)
     y = norm(x)
     return y.unsqueeze(0).expand(cur.shape[0], *y.shape)

@@ -17,17 +17,19 @@ Two implementations:
   backward runs the reverse-time recurrence. The surrogate's gradient comes from the
   surrogate itself (its own backward, run once over all steps on a detached input), so any
   elementwise surrogate works unchanged. Used for plain Leaky neurons (no state quantization).
+  On CUDA, ``lif_sequence`` runs the same recurrence as two Triton kernels instead (forward and
+  backward, the loop over T inside; ``qsnn.nn.lif_gpu``/``lif_triton``); ``LIFSequence`` stays the
+  CPU path and the reference they are tested against.
 - ``lif_multistep``: the same recurrence with autograd tracking every step; the fallback for
   what the fused function does not cover (state_quant, graded spikes, inhibition).
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import snntorch as snn
 from torch import nn
 
+from qsnn.nn.lif_gpu import LIFTriton, log_path_once, snntorch_surrogate, sum_to, triton_path
 from qsnn.nn.sigma_delta import SigmaDelta
 
 
@@ -56,19 +58,14 @@ def lif_multistep(cur: torch.Tensor, lif: snn.Leaky) -> tuple[torch.Tensor, torc
     return torch.stack(spikes), torch.stack(mems)
 
 
-def _sum_to(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reduce a broadcast gradient back to the shape of ``like`` (a scalar or per-neuron parameter)."""
-    return g.sum().reshape(like.shape) if like.numel() == 1 else g.sum_to_size(like.shape)
-
-
 def _inplace_grad(spike_grad):
     """For snnTorch's Heaviside-forward surrogates: ``(u, g) -> g * dS/du`` computed in u's buffer
     with the same operations in the same order as their backward (so the same rounding).
     Big fresh tensors are costly on CPU (page faults), hence in place. None for any other callable."""
-    if getattr(spike_grad, "__module__", None) != "snntorch.surrogate":
+    named = snntorch_surrogate(spike_grad)
+    if named is None:
         return None
-    name = spike_grad.__qualname__.split(".")[0]
-    p = inspect.getclosurevars(spike_grad).nonlocals
+    name, p = named
     if name == "fast_sigmoid":  # g / (slope * |u| + 1) ** 2
         k = p["slope"]
         return lambda u, g: torch.div(g, u.abs_().mul_(k).add_(1.0).pow_(2), out=u)
@@ -131,7 +128,7 @@ class LIFSequence(torch.autograd.Function):
                 (g_u,) = torch.autograd.grad(ctx.spike_grad(u), u, g_spk)
             if g_u.data_ptr() == g_spk.data_ptr():  # an identity backward: do not write into g_spk
                 g_u = g_u.clone()
-        g_thr = -_sum_to(g_u, thr) if ctx.needs_input_grad[2] else None
+        g_thr = -sum_to(g_u, thr) if ctx.needs_input_grad[2] else None
         dm = g_u.add_(g_mem) if g_mem is not None else g_u  # d loss / d mem_t, filled in below
         # reverse time: dmem_t += (d mem_{t+1} / d mem_t) * dmem_{t+1}; resets are detached
         decay = beta * (1 - spk[:-1]) if ctx.reset == "zero" else None  # reset-to-zero cuts the path
@@ -140,9 +137,9 @@ class LIFSequence(torch.autograd.Function):
         g_beta = None
         if ctx.needs_input_grad[1]:
             prev = mem[:-1] * (1 - spk[:-1]) if ctx.reset == "zero" else mem[:-1]
-            g_beta = _sum_to(dm[1:] * prev, beta)
+            g_beta = sum_to(dm[1:] * prev, beta)
         if g_thr is not None and ctx.reset == "subtract":
-            g_thr = g_thr - _sum_to(dm[1:] * spk[:-1], thr)
+            g_thr = g_thr - sum_to(dm[1:] * spk[:-1], thr)
         return dm, g_beta, g_thr, None, None
 
 
@@ -152,9 +149,18 @@ def fusable(lif: torch.nn.Module) -> bool:
             and float(lif.graded_spikes_factor) == 1.0 and not lif.init_hidden)
 
 
+def lif_sequence(cur: torch.Tensor, beta: torch.Tensor, thr: torch.Tensor, spike_grad, reset: str):
+    """The fused recurrence on the path that fits (``qsnn.nn.lif_gpu.triton_path``): the Triton
+    kernels on CUDA, ``LIFSequence`` elsewhere; both give the same spikes and gradients."""
+    use_triton, path = triton_path(cur, beta, spike_grad)
+    log_path_once(path)
+    fn = LIFTriton if use_triton else LIFSequence
+    return fn.apply(cur, beta, thr, spike_grad, reset)
+
+
 def lif_fused(cur: torch.Tensor, lif: snn.Leaky) -> tuple[torch.Tensor, torch.Tensor]:
     """Same results as ``lif_multistep`` (for ``fusable`` neurons), one autograd node per layer."""
-    return LIFSequence.apply(cur, lif.beta.clamp(0, 1), lif.threshold, lif.spike_grad, lif.reset_mechanism)
+    return lif_sequence(cur, lif.beta.clamp(0, 1), lif.threshold, lif.spike_grad, lif.reset_mechanism)
 
 
 def make_neuron(kind: str, sigma_delta: dict | None, *leaky_args) -> nn.Module:

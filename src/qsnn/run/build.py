@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.nn.quant.apply import quantize_weights
+from qsnn.nn.speed import compile_net, fused_on_cuda
 from qsnn.run.callbacks import EpochSchedules, History, drop_logger_callbacks
 from qsnn.run.guard import DeadNetworkMonitor
 from qsnn.run.module import QSNNModule
@@ -57,9 +58,10 @@ def build_module(cfg: DictConfig, dm) -> QSNNModule:
     # loss.sparsity (papers/002) is our term added to the snnTorch loss, not an argument of it
     loss_fn = instantiate({k: v for k, v in cfg.loss.items() if k != "sparsity"})
     sparsity = cfg.loss.get("sparsity")
-    return QSNNModule(net=build_net(cfg, dm), loss_fn=loss_fn, optimizer=instantiate(cfg.optim),
+    # on CUDA: the optimizer fused, the net compiled if compile= says so (qsnn.nn.speed; no-ops on CPU)
+    return QSNNModule(net=compile_net(build_net(cfg, dm), cfg.get("compile", False)), loss_fn=loss_fn,
+                      optimizer=fused_on_cuda(instantiate(cfg.optim)),
                       scheduler=instantiate(cfg.sched), num_classes=dm.num_classes, bits=cfg.quant.bits,
-                      compile=cfg.get("compile", False),
                       sparsity=instantiate(sparsity) if sparsity and sparsity.get("weight") else None)
 
 

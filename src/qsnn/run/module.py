@@ -22,7 +22,6 @@ class QSNNModule(L.LightningModule):
         scheduler: Callable | None,
         num_classes: int,
         bits: int = 32,
-        compile: bool = False,
         sparsity: Callable | None = None,
     ):
         super().__init__()

@@ -107,7 +107,7 @@ RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     ("torch_threads", integer(1, null=True), None),
     ("train", FLAG, None), ("test", FLAG, None), ("resume", FLAG, None), ("print_config", FLAG, None),
     ("trust_checkpoint", FLAG, None),
-    ("compile", FLAG, None),
+    ("compile", choice(True, False, "default", "reduce-overhead", "max-autotune"), None),
     ("cost.max_batches", integer(1, null=True, allowed="an integer >= 1 (test batches measured) or null (all)"),
      None),
     # data (every dataset)

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from qsnn.nn.net import SpikingNet, Stage
-from qsnn.nn.neurons import LIFSequence, fusable
+from qsnn.nn.neurons import fusable, lif_sequence
 from qsnn.stacked.quant import stacked_quantizer
 
 
@@ -78,8 +78,8 @@ class StackedLeaky(snn.Leaky):
         return v.view(S, 1).expand(S, C).reshape(S * C, *[1] * (cur.dim() - 3))
 
     def multistep(self, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return LIFSequence.apply(cur, self._per_seed(self.beta.clamp(0, 1), cur), self._per_seed(self.threshold, cur),
-                                 self.spike_grad, self.reset_mechanism)
+        return lif_sequence(cur, self._per_seed(self.beta.clamp(0, 1), cur), self._per_seed(self.threshold, cur),
+                            self.spike_grad, self.reset_mechanism)  # the seeds are just more neurons
 
 
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
