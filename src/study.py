@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from qsnn.errors import ConfigError
+from qsnn.run import interrupt
+from qsnn.run.console import show_path
+from qsnn.study.definition import check_definition, claim
+from qsnn.study.progress import RoundProgress
 from qsnn.study.protocol import SUBDIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +39,10 @@ def compose_study(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]", *overrides])
 
 
-def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra: list[str], tag: str) -> None:
-    """One Hydra multirun over ``jobs`` (each {'dir', 'overrides'}) into ``out``."""
+def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra: list[str], tag: str,
+             metric: str) -> None:
+    """One Hydra multirun over ``jobs`` (each {'dir', 'overrides'}) into ``out``. Its output goes to
+    ``<out>/logs/<tag>.log``; the console gets one progress line per finished job (``metric`` shown)."""
     if not jobs:
         return
     jobs_file = out / f"jobs_{tag}.yaml"
@@ -44,8 +52,24 @@ def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra:
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "--config-dir", str(SWEEPS), "--config-name", study,
            "hydra/sweeper=list", f"hydra.sweeper.jobs_file={jobs_file}", f"hydra.sweep.dir={out}", SUBDIR, "resume=true",
            *([f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []), *extra]
-    print(f"[study] {tag}: {len(jobs)} jobs", flush=True)
-    subprocess.run(cmd, check=True)
+    log_path = out / "logs" / f"{tag}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    print(f"[study] {tag}: {len(jobs)} jobs (their output: {show_path(log_path)})", flush=True)
+    progress = RoundProgress(tag, jobs, out, metric)
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while proc.poll() is None:
+                progress.poll()
+                time.sleep(0.5)
+        finally:
+            proc.wait()
+            progress.close()
+    if proc.returncode:
+        if proc.returncode != 130:  # an interrupt says so itself; a failure shows where it failed
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            print("\n".join(["[study] the multirun failed; the end of its log:", *tail]), file=sys.stderr)
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def summaries(out: Path, jobs: list[dict]) -> dict[str, dict]:
@@ -68,7 +92,7 @@ def run_protocol(study: str, cfg, out: Path, n_jobs: int | None, extra: list[str
     p = Protocol.from_cfg(cfg.protocol)
     tjobs = tune_jobs(p)
     done = summaries(out, tjobs)
-    multirun(study, out, [j for j in tjobs if not finished(done.get(j["dir"]))], n_jobs, extra, "tune")
+    multirun(study, out, [j for j in tjobs if not finished(done.get(j["dir"]))], n_jobs, extra, "tune", p.select)
     best = select_best(p, summaries(out, tjobs))
     arms = {arm_id(a): a for a in p.arm_list() if arm_id(a) in best}
     if len(arms) < len(p.arm_list()):
@@ -86,7 +110,7 @@ def run_protocol(study: str, cfg, out: Path, n_jobs: int | None, extra: list[str
         if state["finished"]:
             return {"protocol": p, "best": best, "state": state, "arms": arms}
         todo = [j for j in cjobs if j["seed"] in state["pending"].get(j["arm"], [])]
-        multirun(study, out, todo, n_jobs, extra, f"confirm_look{len(state['looks']) + 1}")
+        multirun(study, out, todo, n_jobs, extra, f"confirm_look{len(state['looks']) + 1}", p.metric)
     raise RuntimeError("confirmation rounds did not finish: jobs keep failing to write summary.json")
 
 
@@ -98,8 +122,15 @@ def main(argv=None) -> int:
     a.add_argument("overrides", nargs="*", help="more overrides for every job")
     args = a.parse_intermixed_args(argv)
     out = Path(args.dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = compose_study(args.study, [o for o in args.overrides if not o.startswith("hydra")])
+    try:  # before anything launches: the dir is writable, no other study runs in it, the same study
+        _held = claim(out)  # the lock lives as long as this run
+        cfg = compose_study(args.study, [o for o in args.overrides if not o.startswith("hydra")])
+        check_definition(out, cfg)
+    except ConfigError as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    interrupt.note_dir("study dir", out)
+    os.environ[interrupt.PARENT_REPORTS] = str(os.getpid())  # Ctrl-C: said once, here, not by the multirun
     t0 = time.time()
     if cfg.get("protocol") is None:  # a plain grid: one multirun + the report
         cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "--config-dir", str(SWEEPS), "--config-name",
@@ -114,9 +145,21 @@ def main(argv=None) -> int:
     from qsnn.study.verdict import write_study_report
 
     md = write_study_report(result, out, wall_s=time.time() - t0)
-    print(md.read_text())
+    print(verdict_text(md.read_text()))
+    print(f"report: {show_path(md)} ({show_path(md.with_suffix('.html'))}, self-contained)")
     return 0
 
 
+def verdict_text(md: str) -> str:
+    """The report's ``## Verdict`` section (the console shows it; the tables are in the report)."""
+    return "## Verdict" + md.split("## Verdict", 1)[1].split("\n## ", 1)[0].rstrip() if "## Verdict" in md else md
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    interrupt.install(main=True)  # Ctrl-C: the running multirun ends its jobs (summary.json interrupted)
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, subprocess.CalledProcessError):
+        if not interrupt.requested():
+            raise
+        interrupt.stop(how="the same command")

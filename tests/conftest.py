@@ -18,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 PY = sys.executable
 # Overrides that make any training run take a second or two.
-TINY = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
-        "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null"]
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null"]
 
+# Triton's CPU interpreter for tests/test_lif_triton.py: triton reads this when it is imported, and
+# importing lightning (any test module) imports triton, so it is set here, before any of them
+os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 

@@ -30,7 +30,7 @@ from qsnn.run.runner import train
 from test_resume import job_env, wandb_status
 
 FAST = [*TINY, "logger=csv"]
-MNIST = ["data=mnist", "data.val_size=10", "data.batch_size=16", "data.num_steps=4"]
+MNIST = ["data=mnist", "data.flat_root=true", "data.val_size=10", "data.batch_size=16", "data.num_steps=4"]
 GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir())
 
 
@@ -99,6 +99,10 @@ ROWS = [
     ("validate", "sched=cosine_periodic sched.T_max=0", "sched.T_max=0"),
     ("validate", "surrogate.slope=0", "surrogate.slope=0"),
     ("validate", "surrogate=atan surrogate.alpha=-1", "surrogate.alpha=-1"),
+    # issue 24: mse_count's target counts int(T * rate) are equal (0 and 0 at T=1): nothing to learn
+    ("validate", "data.num_steps=1", "loss.correct_rate=0.8, loss.incorrect_rate=0.2 are not allowed with "
+                                     "data.num_steps=1"),
+    ("validate", "loss.correct_rate=0.5 loss.incorrect_rate=0.5", "loss.incorrect_rate=0.5"),
     ("mnist_fewer_than_val_size", "data.val_size=100", "data.val_size=100"),
     ("idx_not_28x28", IDX_FILES["train_images"], "expected 28x28"),
     ("labels_out_of_range", IDX_FILES["test_labels"], "outside 0..9"),
@@ -189,7 +193,9 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
         assert saved["warnings"] and saved["warnings"] == summary["warnings"]
         assert all(w in caplog.text for w in saved["warnings"])
         message = saved["warnings"][0]
-        assert not json.loads((prior_dir / "summary.json").read_text()).get("warnings")  # a healthy run: none
+        # the prior run trained 3 batches: its test may sit at chance, but no training epoch looked dead
+        assert all(w.startswith("dead network? test accuracy") for w in
+                   json.loads((prior_dir / "summary.json").read_text()).get("warnings", []))
 
     elif kind == "ckpt_other_model":
         ckpt = prior_dir / "checkpoints" / "last.ckpt"
@@ -278,3 +284,43 @@ def test_bad_input(kind, arg, expect, prior, tmp_path, make_cfg, monkeypatch, ca
 
     assert expect in message, message
     assert fingerprint(prior_dir) == prior_print  # the earlier finished run is intact
+
+
+def test_a_run_that_cannot_learn_is_flagged_after_one_epoch(tmp_path, caplog):
+    """T=1 through mse_count's population-code path (the config check leaves it alone: its target counts
+    scale with the outputs per class): the training loss is exactly 0 from the first epoch and the test
+    ends at chance. One epoch is enough for both warnings, in the console and summary.json, alike in a
+    single run and in a stacked seed (both call qsnn.run.guard.DeadNetworkMonitor)."""
+    from qsnn.stacked.group import train_group
+
+    ov = [*FAST, "data.num_steps=1", "+loss.population_code=true", "+loss.num_classes=10", "torch_threads=1"]
+    with caplog.at_level("WARNING", logger="qsnn"):
+        alone = train(job_cfg(tmp_path / "alone", *ov))
+    assert alone["status"] == "ok" and [e["train/loss"] for e in alone["epochs"]] == [0.0]
+    saved = json.loads((tmp_path / "alone" / "summary.json").read_text())["warnings"]
+    assert saved == alone["warnings"] and len(saved) == 2 and all(w in caplog.text for w in saved)
+    assert saved[0].startswith("dead network? the training loss is exactly 0 for 1 epoch up to epoch 0")
+    assert saved[1].startswith("dead network? test accuracy") and "chance 1/10" in saved[1]
+    (stacked,) = train_group([job_cfg(tmp_path / "stacked", *ov)], [{"overrides": [], "choices": {}, "job_num": None}])
+    assert stacked["status"] == "ok" and stacked["warnings"] == saved
+
+
+def test_full_disk_message_says_whether_a_previous_checkpoint_is_there(tmp_path):
+    """A fresh run whose first checkpoint cannot be written: no "previous checkpoint unchanged" (there
+    was none); over an existing checkpoint the same failure says it is unchanged, and it is."""
+    from qsnn.run.checkpoint_io import AtomicCheckpointIO
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    existing = tmp_path / "existing.ckpt"
+    existing.write_bytes(b"old")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # a checkpoint here is ~130 KB: like a full disk
+    try:
+        with pytest.raises(CheckpointWriteError) as fresh:
+            train(job_cfg(tmp_path / "run", *FAST))
+        with pytest.raises(CheckpointWriteError) as over:
+            AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(40_000)}, existing)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "epoch_000.ckpt: write failed" in str(fresh.value) and str(fresh.value).endswith("no file was written there")
+    assert not list((tmp_path / "run" / "checkpoints").glob("*"))
+    assert str(over.value).endswith("the previous checkpoint there is unchanged") and existing.read_bytes() == b"old"

@@ -62,8 +62,8 @@ def test_wandb_logger_config(make_cfg):
     assert w.mode in ("offline", "online", "disabled", "dryrun")
 
 
-RUN = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
-       "++trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null", "logger=none",
+RUN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+       "trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null", "logger=none",
        "torch_threads=1", "cost.max_batches=1"]
 RUN_GROUPS = ["data", "model", "quant", "surrogate", "sched", "optim", "loss", "trainer", "experiment"]
 ELSEWHERE = {("trainer", "ddp"): "tests/test_ddp.py"}

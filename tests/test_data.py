@@ -11,7 +11,9 @@ import torch
 from qsnn.data.digits import DigitsDataModule
 from qsnn.data.encoding import encode
 from qsnn.errors import DataFileError
-from qsnn.data.idx import IDX_FILES, IDXDataModule, read_idx
+from qsnn.data.idx import IDX_FILES, IDXDataModule, find_idx_files, read_idx
+from qsnn.run.runner import train
+from test_bad_inputs import job_cfg
 
 
 def test_digits_split_is_stratified_disjoint_and_seeded():
@@ -74,12 +76,28 @@ def test_idx_datamodule_reads_raw_and_gz(tmp_path, gz, sub, dotted):
     """Dashed (train-images-idx3-ubyte) and dotted (train-images.idx3-ubyte) names, raw and .gz."""
     d = make_mnist(tmp_path, gz=gz, sub=sub, dotted=dotted)
     assert ("train-images.idx3-ubyte" + (".gz" if gz else "") in {p.name for p in d.iterdir()}) == dotted
-    dm = IDXDataModule(root=str(tmp_path), val_size=10, batch_size=8)
+    dm = IDXDataModule(root=str(tmp_path), val_size=10, batch_size=8, flat_root=not sub)
     dm.prepare_data()
     dm.setup()
     assert [len(dm.splits[k]) for k in ("train", "val", "test")] == [50, 10, 20]
     x, y = dm.splits["test"][:]
     assert x.shape == (20, 1, 28, 28) and x.max() <= 1.0 and y.tolist() == [i % 10 for i in range(20)]
+
+
+def test_flat_idx_files_are_read_only_when_the_root_is_said_to_hold_that_dataset(tmp_path):
+    """MNIST and Fashion-MNIST share file names: flat files in data.root are neither unless
+    data.flat_root=true says which; <root>/MNIST/raw is MNIST's only (issue 24: data=fmnist read MNIST)."""
+    make_mnist(tmp_path / "flat")
+    make_mnist(tmp_path / "named", sub="MNIST/raw")
+    for i, (root, data) in enumerate(((tmp_path / "flat", "mnist"), (tmp_path / "flat", "fmnist"),
+                                      (tmp_path / "named", "fmnist"))):
+        with pytest.raises(DataFileError) as e:
+            train(job_cfg(tmp_path / f"run{i}", f"data={data}", f"data.root={root}", "logger=none", "print_config=false"))
+        name = {"mnist": "MNIST", "fmnist": "FashionMNIST"}[data]
+        assert f"{name} files missing" in str(e.value) and str(root / name / "raw") in str(e.value)
+        assert ("data.flat_root=true" in str(e.value)) == (root.name == "flat")  # the way to say it
+    files = find_idx_files(tmp_path / "flat", "FashionMNIST", flat_root=True)
+    assert files["train_images"] == tmp_path / "flat" / IDX_FILES["train_images"]
 
 
 def test_idx_missing_files_lists_expected_names(tmp_path):
@@ -104,7 +122,7 @@ def test_idx_bad_magic_truncated_and_label_mismatch(tmp_path):
     make_mnist(tmp_path)  # restore, then mismatch label count
     write_idx(d / IDX_FILES["test_labels"], np.zeros(5, dtype=np.uint8))
     with pytest.raises(DataFileError, match="5 labels for 20 images"):
-        IDXDataModule(root=str(tmp_path), val_size=10).load()
+        IDXDataModule(root=str(tmp_path), val_size=10, flat_root=True).load()
 
 
 def test_idx_float_images_big_endian(tmp_path):
@@ -113,5 +131,5 @@ def test_idx_float_images_big_endian(tmp_path):
     header = bytes([0, 0, 0x0D, 3]) + b"".join(struct.pack(">I", s) for s in imgs.shape)
     (d / IDX_FILES["train_images"]).write_bytes(header + imgs.tobytes())
     assert read_idx(d / IDX_FILES["train_images"]).dtype == np.dtype(">f4")
-    x, _ = IDXDataModule(root=str(tmp_path), val_size=10).load()["train"]
+    x, _ = IDXDataModule(root=str(tmp_path), val_size=10, flat_root=True).load()["train"]
     assert x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0

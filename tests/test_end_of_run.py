@@ -16,8 +16,8 @@ STDERR_ALLOWED = (
     r"Restoring states from the checkpoint path at ",
     r"Loaded model weights from the checkpoint at ",
 )
-TINY_DEFAULT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
-                "+trainer.limit_test_batches=2", "torch_threads=1"]
+TINY_DEFAULT = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+                "trainer.limit_test_batches=2", "torch_threads=1"]
 
 
 def unexpected_stderr(stderr: str) -> list[str]:

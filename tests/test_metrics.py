@@ -123,7 +123,7 @@ def test_digits_cost_on_all_test_batches_and_on_a_sample(make_cfg, tmp_path):
 
     runs = {}
     for mb in ("null", "1"):
-        cfg = make_cfg("trainer.max_epochs=1", "+trainer.limit_train_batches=3", "logger=csv", "print_config=false",
+        cfg = make_cfg("trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=csv", "print_config=false",
                        "callbacks.progress_bar=null", f"cost.max_batches={mb}", "torch_threads=1")
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / mb)

@@ -14,8 +14,8 @@ from qsnn.run.runner import train
 from qsnn.errors import ConfigError
 from qsnn.run.validate import validate
 
-FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "+trainer.limit_test_batches=1", "print_config=false", "torch_threads=1"]
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "print_config=false", "torch_threads=1"]
 
 
 def options(group: str) -> list[str]:

@@ -43,10 +43,11 @@ def mnist_root(tmp_path_factory):
 def run_qsnn(make_cfg, root, out, *overrides, steps=STEPS):
     """experiment=qsnn_mnist through runner.train, 50 steps in float64; what LossProbe saved."""
     probe = out / "probe.pt"
-    cfg = make_cfg(*["experiment=qsnn_mnist", f"data.root={root}", "data.val_size=0", f"data.batch_size={BATCH}",
-                       f"data.num_steps={T}", f"sched.T_max={T_MAX}", f"+trainer.max_steps={steps}",
-                       "+trainer.precision=64-true", f"seed={SEED}", "test=false", "logger=csv",
-                       "print_config=false", "torch_threads=1", "callbacks.progress_bar=null", "callbacks.epoch_timer=null",
+    cfg = make_cfg(*["experiment=qsnn_mnist", f"data.root={root}", "data.flat_root=true", "data.val_size=0",
+                       f"data.batch_size={BATCH}", f"data.num_steps={T}", f"sched.T_max={T_MAX}",
+                       f"trainer.max_steps={steps}", "trainer.precision=64-true", f"seed={SEED}", "test=false",
+                       "logger=csv", "print_config=false", "torch_threads=1", "callbacks.progress_bar=null",
+                       "callbacks.epoch_timer=null",
                        "+callbacks.parity._target_=parity_reference.LossProbe", f"+callbacks.parity.path={probe}",
                        f"+callbacks.parity.seed={SEED}", *overrides])
     with open_dict(cfg):

@@ -71,3 +71,19 @@ def test_tuning_uses_common_draws_and_selects_on_validation_never_test():
     best = select_best(p, res)
     assert {b["trial"] for b in best.values()} == {1}
     assert set(best) == {arm_id(a) for a in p.arm_list()}
+
+
+def test_trials_tied_on_val_acc_are_ranked_by_val_loss_at_their_best_epochs():
+    p = proto()
+    epochs = {0: [(0.9, 0.30), (1.0, 0.20)], 1: [(1.0, 0.25), (1.0, 0.12), (0.98, 0.05)], 2: [(0.95, 0.10)]}
+    res = {}
+    for j in tune_jobs(p):
+        hist = [{"epoch": e, "val/acc": a, "val/loss": loss} for e, (a, loss) in enumerate(epochs[j["trial"]])]
+        res[j["dir"]] = {"status": "ok", "epochs": hist,
+                         "metrics": {"val/acc_best": max(a for a, _ in epochs[j["trial"]]), "val/loss": hist[-1]["val/loss"]}}
+    best = select_best(p, res)["4-constant"]
+    # trial 1 reached 100% with loss 0.12 (its last epoch's 0.05 came at 98%): it beats trial 0's 0.20
+    assert best["trial"] == 1 and best["by_tie_break"] and best["tie_break"] == 0.12
+    assert best["scores"] == {0: (1.0, 0.20), 1: (1.0, 0.12), 2: (0.95, 0.10)}
+    p.tie_break = None  # without a tie-break the earlier trial wins the tie
+    assert select_best(p, res)["4-constant"]["trial"] == 0

@@ -207,3 +207,24 @@ def test_report_logged_to_the_sweeps_wandb_group(grid_sweep, grid_report):
     assert sorted(x[col] for x in data["data"]) == sorted(r["setting"] for r in rows)
     assert {k for k, v in logged.items() if v.get("_type") == "image-file"} == \
         {f"report/{p.stem}" for p in out.glob("*.png")}
+
+
+def test_heatmap_colours_span_the_cells_and_epoch_ticks_are_whole_numbers(tmp_path, monkeypatch):
+    """Cells at 96.3-99.5% on a 0-100 scale were all one colour: the scale is the cells' range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qsnn.study import report_plots
+
+    assert report_plots.color_range([96.3, 97.0, 99.5]) == (95.8, 100.0)
+    assert report_plots.color_range([10.0, 60.0]) == (7.5, 62.5)
+    runs = [{"status": "ok", "params": {"quant.bits": b, "sched": "constant"},
+             "epochs": [{"epoch": e, "val/acc": 0.5 + 0.01 * e} for e in range(7)]} for b in ("4", "32")]
+    captured = []  # the figure as drawn, before it is saved and closed
+    monkeypatch.setattr(report_plots, "_save", lambda fig, path: captured.append(fig) or path)
+    report_plots.plot_val_curves(runs, ["quant.bits", "sched"], "sched", None, tmp_path)
+    ticks = [t for ax in captured[0].axes for t in ax.get_xticks() if 1 <= t <= 7]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close("all")

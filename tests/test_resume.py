@@ -17,8 +17,8 @@ from qsnn.run.runner import train
 from qsnn.run.wandb_offline import read_run
 
 # 3 short epochs of digits: killed just after the first checkpoint, two epochs are left to resume
-RUN = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
-       "+trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null",
+RUN = ["trainer.max_epochs=3", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+       "trainer.limit_test_batches=2", "print_config=false", "callbacks.progress_bar=null",
        "torch_threads=1"]  # bit-identity needs the same thread count (float reduction order) in both runs
 
 
@@ -101,3 +101,20 @@ def test_killed_multirun_resumes_bit_identical(tmp_path, make_cfg):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_without_last_ckpt_continues_from_the_newest_intact_checkpoint(tmp_path, make_cfg, caplog):
+    """last.ckpt missing (its write failed on a full disk) but epoch_000.ckpt intact: resume=true goes on
+    from that one and says so (not "nothing to resume"); a newer broken checkpoint is passed over."""
+    short = [*RUN, "logger=csv", "trainer.max_epochs=1"]
+    cfg = make_cfg(*short)
+    assert train(cfg)["status"] == "ok"
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    (ckpts / "last.ckpt").unlink()
+    (ckpts / "epoch_009.ckpt").write_bytes((ckpts / "epoch_000.ckpt").read_bytes()[:4000])  # newer, truncated
+    with caplog.at_level("INFO", logger="qsnn"):
+        resumed = train(make_cfg(*short, "trainer.max_epochs=2", "resume=true"))
+    assert resumed["status"] == "ok" and resumed["resumed_from"] == str(ckpts / "epoch_000.ckpt")
+    assert [e["epoch"] for e in resumed["epochs"]] == [0, 1]
+    assert f"no last.ckpt in {ckpts}: resuming from epoch_000.ckpt, the newest intact checkpoint there" in caplog.text
+    assert "not resuming from" in caplog.text and "nothing to resume" not in caplog.text

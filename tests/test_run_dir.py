@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -132,19 +134,26 @@ def test_last_checkpoint_after_every_epoch(make_cfg):
     assert LastSeen.seen == [0, 1]  # before each epoch, last.ckpt holds the one just finished
 
 
-def test_second_job_on_a_busy_dir_is_refused(tmp_path):
-    out = tmp_path / "run"
+@contextmanager
+def held_by_another_process(out: Path):
+    """``out`` locked (qsnn.run.run_dir.locked) by another process while the block runs."""
     holder = subprocess.Popen([PY, "-c", "import sys, time; from qsnn.run.run_dir import locked\n"
                                f"with locked({str(out)!r}):\n    print('locked', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirBusy, match="in use by another running job"):
-            train(job_cfg(out, *TINY, "logger=none"))
-        assert not list(out.iterdir())  # the refused job wrote nothing, not even a failed summary
+        yield
     finally:
         holder.kill()  # SIGKILL: the kernel releases the lock with the process (no stale lock)
         holder.wait()
+
+
+def test_second_job_on_a_busy_dir_is_refused(tmp_path):
+    out = tmp_path / "run"
+    with held_by_another_process(out):
+        with pytest.raises(RunDirBusy, match="in use by another running job"):
+            train(job_cfg(out, *TINY, "logger=none"))
+        assert not list(out.iterdir())  # the refused job wrote nothing, not even a failed summary
     with locked(out):
         pass
 
@@ -165,7 +174,7 @@ def test_sweep_refuses_the_changed_job_and_runs_the_others(sweep, tmp_path):
                         "resume=true", f"hydra.sweep.dir={s}", f"paths.log_dir={tmp_path / 'logs'}"], cwd=ROOT,
                        env=job_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "job failed: ResumeRefused" in r.stdout + r.stderr and "quant.bits: 8 -> 2" in r.stdout + r.stderr
+    assert re.search(r"\njob 1 .*quant\.bits=2 .*: failed: ResumeRefused: .*quant\.bits: 8 -> 2", r.stdout), r.stdout
     done = json.loads((s / "0" / "summary.json").read_text())
     assert done["status"] == "ok" and len(done["epochs"]) == 3
     after = all_files(s / "1")
@@ -187,3 +196,38 @@ def test_wandb_online_without_server_falls_back_offline_quickly(make_cfg, monkey
     run_id = (out / "wandb_run_id").read_text().strip()
     runs = list((out / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))  # the job keeps its W&B record, same id
+    assert [p.name for p in (out / "wandb").glob("*run-*")] == [runs[0].name]  # no dir left by the failed attempt
+
+
+def immutable_dir(tmp_path: Path):
+    """A dir this process cannot write, as root too (root ignores chmod): chattr +i; None where unsupported."""
+    d = tmp_path / "immutable"
+    d.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode:
+        return None
+    return d
+
+
+def test_unwritable_output_dir_is_one_line_before_hydra_logging(tmp_path):
+    """Not "ValueError: Unable to configure handler 'file'": the path and the OS reason, exit 1. The dir
+    is made immutable (root ignores chmod); without chattr, a file stands where the dir should be."""
+    from qsnn.errors import ConfigError
+    from qsnn.run.run_dir import check_writable
+
+    parent = immutable_dir(tmp_path)
+    where, why = (parent / "run", "Operation not permitted") if parent else (tmp_path / "a_file", "a file is there")
+    if parent is None:
+        where.write_text("")
+    try:
+        r = subprocess.run([PY, str(ROOT / "src/train.py"), *TINY, f"hydra.run.dir={where}"], cwd=ROOT,
+                           env=job_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        if parent is not None:
+            subprocess.run(["chattr", "-i", str(parent)])
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "Unable to configure handler" not in r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert line.startswith(f"error: ConfigError: hydra.run.dir={where}: cannot write there ({why}") and \
+        line.endswith("choose another hydra.run.dir, or make it writable"), r.stderr
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"hydra.sweep.dir=.*/file: cannot write there \(a file is there, not a dir"):
+        check_writable(tmp_path / "file", "hydra.sweep.dir")

@@ -16,9 +16,9 @@ from qsnn.run.summary import hydra_info
 from qsnn.stacked.group import train_group
 from qsnn.stacked.support import why_not_stacked
 
-BASE = ["trainer.max_epochs=2", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
-        "+trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null", "logger=csv",
-        "+trainer.precision=64", "torch_threads=1", "trainer.log_every_n_steps=4"]
+BASE = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null", "logger=csv",
+        "trainer.precision=64", "torch_threads=1", "trainer.log_every_n_steps=4"]
 CSNN = ["model=csnn", "model.channels=[3]", "model.kernel_size=3", "model.batchnorm=true", "data.batch_size=16"]
 # every snnTorch surrogate in conf/surrogate/ and one sg_* shape, across fcsnn/csnn, both quantizers,
 # BatchNorm, dropout, learned beta/threshold, per-channel scales, gradient clipping
@@ -28,7 +28,7 @@ CASES = {
     "fc-uniform-straight_through": ["surrogate=straight_through", "quant.bits=2", "model.reset=zero"],
     "csnn-uniform-sigmoid-bn": [*CSNN, "surrogate=sigmoid", "quant.per_channel=true", "model.dropout=0.2"],
     "csnn-sigmoid_sum-triangular-bn": [*CSNN, "quant=sigmoid_sum", "surrogate=triangular",
-                                       "+trainer.gradient_clip_val=0.05"],
+                                       "trainer.gradient_clip_val=0.05"],
     "fc-sg_gaussian-fp32weights": ["surrogate=sg_gaussian", "quant.bits=32", "sched=cosine_restart"],
     # a study's tuning trials: members differ in seed, optim.lr and the schedule's own parameter
     "fc-trials-lr-and-period-differ": ["sched=cosine_restart", "optim=adamw"],
@@ -164,7 +164,7 @@ def test_kill_and_resume_a_stacked_sweep_is_bit_identical(tmp_path):
     from conftest import PY, ROOT
 
     grid = ["-m", "launcher=stacked", "seed=1,2", "model.hidden=[8]", "trainer.max_epochs=4",
-            "+trainer.limit_train_batches=12", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=1",
+            "trainer.limit_train_batches=12", "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
             "print_config=false", "callbacks.progress_bar=null", "logger=csv", "torch_threads=1"]
     r = run_script("train.py", *grid, f"hydra.sweep.dir={tmp_path / 'whole'}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -244,3 +244,47 @@ def test_member_optimizers_state_round_trip_when_members_differ():
     for s in range(2):
         for i in range(2):
             assert torch.equal(opt2.opts[s].state_dict()["state"][i]["exp_avg"], states[s][0]["state"][i]["exp_avg"])
+
+
+def test_a_stacked_member_whose_dir_is_busy_is_refused_alone(tmp_path):
+    """Each member's output dir is locked as runner.train locks its own: a busy one is refused with
+    the one RunDirBusy line and nothing written there; the other trains; every lock is released."""
+    from qsnn.run.run_dir import locked
+    from test_run_dir import held_by_another_process
+
+    ov = BASE + ["model.hidden=[8]", "trainer.max_epochs=1"]
+    cfgs = [job_cfg(ov + [f"seed={s}"], tmp_path / f"s{s}") for s in (1, 2)]
+    busy = tmp_path / "s1"
+    with held_by_another_process(busy):
+        out = train_group(cfgs, [INFO] * 2)
+    assert out[0]["status"] == "failed" and out[0]["error"].startswith("RunDirBusy: output dir")
+    assert not list(busy.iterdir())  # its summary, config and checkpoints are the other job's to write
+    assert out[1]["status"] == "ok" and (tmp_path / "s2" / "checkpoints" / "last.ckpt").is_file()
+    for d in (busy, tmp_path / "s2"):
+        with locked(d):  # released when the group ended
+            pass
+
+
+def test_two_stacked_sweeps_on_one_dir_train_each_job_once(tmp_path):
+    """Two `launcher=stacked` sweeps started together on one sweep dir: each job trains in one of
+    them; the other refuses it (busy, or already holds a run). One W&B run per job dir."""
+    import subprocess
+
+    from conftest import PY, ROOT
+    from test_resume import job_env
+
+    sweep = tmp_path / "stk"
+    cmd = [PY, str(ROOT / "src/train.py"), "-m", "launcher=stacked", "data=randman", "seed=1,2",
+           "trainer.max_epochs=3", "print_config=false", "torch_threads=1", f"hydra.sweep.dir={sweep}",
+           f"paths.log_dir={tmp_path / 'logs'}"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    logs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "ok" and len(summary["epochs"]) == 3
+        assert len(list((sweep / job / "wandb").glob("*run-*"))) == 1  # one W&B run, not two under one id
+        refused = [log for log in logs if f"{sweep / job} is in use by another running job" in log
+                   or f"output dir {sweep / job} already holds a run" in log]
+        assert len(refused) == 1, "a job was trained by both sweeps"

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import (JobReturn, JobStatus, configure_log, env_override, filter_overrides, run_job,
+                              setup_globals)
 from joblib import Parallel, delayed
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -80,11 +81,18 @@ def _resolve(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
 
 
 def run_group(jobs: list[tuple[int, list[str]]], hydra_context, config, task_function, state) -> list[JobReturn]:
+    from qsnn.run import interrupt
+
     setup_globals()
     Singleton.set_state(state)
+    interrupt.install()  # in a worker process: Ctrl-C interrupts the group (qsnn.run.interrupt)
+    if interrupt.requested():  # Ctrl-C came while this group waited in the queue: it does not start
+        interrupt.job_interrupted()
+        return [JobReturn(overrides=ov, status=JobStatus.COMPLETED) for _, ov in jobs]
     if len(jobs) == 1:
         return [_run(hydra_context, _sweep_config(hydra_context, config, i, ov), task_function) for i, ov in jobs]
     from qsnn.nn.cpu import retain_freed_memory
+    from qsnn.run.job_console import into_logs, job_line
     from qsnn.stacked.group import train_group
     from qsnn.stacked.support import why_not_stacked
 
@@ -98,7 +106,19 @@ def run_group(jobs: list[tuple[int, list[str]]], hydra_context, config, task_fun
         return [_run(hydra_context, _sweep_config(hydra_context, config, i, ov), task_function) for i, ov in jobs]
     retain_freed_memory()
     cfgs, infos = zip(*(r.return_value for r in rets))
-    summaries = train_group(list(cfgs), list(infos))
+    logs = [Path(cfg.paths.output_dir) / "train.log" for cfg in cfgs]
+    try:
+        # as run_job sets it (WANDB_SILENT, ...); the group's output into every member's log (qsnn.run.job_console)
+        with interrupt.busy(), env_override(config.hydra.job.env_set), into_logs(logs, keep_file_handlers=False):
+            summaries = train_group(list(cfgs), list(infos))
+    except (KeyboardInterrupt, SystemExit) as e:  # each job's summary.json says interrupted
+        if not interrupt.caused(e):
+            raise
+        interrupt.job_interrupted()  # the command the user started: one line, exit 130
+        summaries = [{} for _ in cfgs]  # a worker: its parent collects the group, as for a failed job
+    for (idx, _), summary in zip(jobs, summaries):  # one console line per job
+        if summary:
+            print(job_line(summary, idx), flush=True)
     for r, cfg, summary in zip(rets, cfgs, summaries):
         value = summary.get("metrics", {}).get(cfg.get("optimized_metric") or "", math.nan)
         ok = summary.get("status") == "ok" and isinstance(value, (int, float)) and math.isfinite(value)

@@ -151,12 +151,16 @@ def cost_metrics(net: nn.Module, bits: int, batches: Iterable[torch.Tensor]) -> 
     return {f"cost/{k}": float(v) for k, v in out.items()}
 
 
-def encoded_test_batches(dm, device: torch.device, limit: int | float | None = None):
-    """The data module's encoded test batches on ``device`` (``limit``: at most that many)."""
+def encoded_test_batches(dm, device: torch.device, limit: int | float | None = None,
+                         dtype: torch.dtype | None = None):
+    """The data module's encoded test batches on ``device`` (``limit``: at most that many), floating
+    inputs in ``dtype`` as Lightning's precision plugin casts them (a precision=64 run's net is float64)."""
     for i, batch in enumerate(dm.test_dataloader()):
         if limit is not None and i >= limit:
             return
-        x, _ = dm.on_after_batch_transfer((batch[0].to(device), batch[1]), 0)
+        x = batch[0].to(device)
+        x = x.to(dtype) if dtype is not None and x.is_floating_point() else x
+        x, _ = dm.on_after_batch_transfer((x, batch[1]), 0)
         yield x
 
 
@@ -175,7 +179,8 @@ def log_test_cost(trainer, module, dm, loggers: list, max_batches: int | None = 
         return {}
     limit = cost_batches(trainer.num_test_batches[0] if trainer.num_test_batches else None, max_batches)
     try:
-        cost = cost_metrics(module.net, module.hparams.bits, encoded_test_batches(dm, module.device, limit))
+        cost = cost_metrics(module.net, module.hparams.bits,
+                            encoded_test_batches(dm, module.device, limit, module.dtype))
     except Exception as e:  # a net the counters do not understand must not fail a finished run
         log.warning("cost metrics skipped: %s: %s", type(e).__name__, e)
         return {}

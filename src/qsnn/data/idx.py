@@ -1,6 +1,9 @@
 """MNIST and Fashion-MNIST from the standard IDX files (raw or .gz), read with numpy.
 
-Files looked for in ``root``, ``root/<Name>/raw`` (torchvision's layout) and ``root/<Name>``:
+Files looked for in ``root/<Name>/raw`` (torchvision's layout) and ``root/<Name>``, where they can
+only be that dataset (MNIST and Fashion-MNIST share the file names), and in ``root`` itself only
+with ``flat_root=true`` (``data.flat_root``: the user says ``root`` holds this dataset alone;
+``src/reproduce.py --mnist-root``):
     train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
 each optionally ending in .gz, or in the dotted form common redistributions ship
 (``train-images.idx3-ubyte``, raw or .gz). The validation set is a seeded, stratified slice of train;
@@ -56,9 +59,10 @@ def file_names(stem: str) -> tuple[str, ...]:
     return stem, stem + ".gz", dotted, dotted + ".gz"
 
 
-def find_idx_files(root: str | Path, name: str) -> dict[str, Path]:
+def find_idx_files(root: str | Path, name: str, flat_root: bool = False) -> dict[str, Path]:
+    """The four files of dataset ``name``, from where they can only be that dataset (module doc)."""
     root = Path(root).expanduser()
-    dirs = [root, root / name / "raw", root / name]
+    dirs = [root / name / "raw", root / name, *([root] if flat_root else [])]
     found, missing = {}, []
     for key, stem in IDX_FILES.items():
         hit = next((d / f for d in dirs for f in file_names(stem) if (d / f).is_file()), None)
@@ -68,10 +72,12 @@ def find_idx_files(root: str | Path, name: str) -> dict[str, Path]:
             found[key] = hit
     if missing:
         listed = ", ".join(f"{m}[.gz] (or {m.replace('-idx', '.idx')}[.gz])" for m in missing)
-        raise DataFileError(
-            f"data.root={str(root)!r}: {name} files missing: {listed}; "
-            f"put the four IDX files in {root} or {root / name / 'raw'}"
-        )
+        flat = [p.name for p in root.glob("*idx*-ubyte*")] if not flat_root and root.is_dir() else []
+        hint = (f" ({root} itself holds IDX files: they are read there only with data.flat_root=true, when "
+                f"{root} holds {name} alone)") if flat else ""
+        where = f"{root}" if flat_root else f"{root / name / 'raw'}{hint}"
+        raise DataFileError(f"data.root={str(root)!r}: {name} files missing: {listed}; put the four IDX files in "
+                            f"{where}")
     return found
 
 
@@ -82,13 +88,13 @@ class IDXDataModule(InMemoryDataModule):
     def sample_shape(cls, data: dict) -> tuple[int, ...]:
         return (1, 28, 28)
 
-    def __init__(self, root: str, name: str = "MNIST", val_size: int = 5000, **kw):
+    def __init__(self, root: str, name: str = "MNIST", val_size: int = 5000, flat_root: bool = False, **kw):
         super().__init__(**kw)
-        self.root, self.name, self.val_size = root, name, int(val_size)
+        self.root, self.name, self.val_size, self.flat_root = root, name, int(val_size), bool(flat_root)
         self.input_shape, self.num_classes = self.sample_shape({}), 10
 
     def load(self):
-        files = find_idx_files(self.root, self.name)
+        files = find_idx_files(self.root, self.name, self.flat_root)
         arr = {k: read_idx(p) for k, p in files.items()}
         for split in ("train", "test"):
             check_pair(files[f"{split}_images"], arr[f"{split}_images"], files[f"{split}_labels"],

@@ -6,14 +6,18 @@ builds each seed with the same functions, so a seed starts from the weights its 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks.progress import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.nn.quant.apply import quantize_weights
 from qsnn.nn.speed import compile_net, fused_on_cuda
+from qsnn.run import job_console
 from qsnn.run.callbacks import EpochSchedules, History, drop_logger_callbacks
 from qsnn.run.guard import DeadNetworkMonitor
 from qsnn.run.module import QSNNModule
@@ -75,7 +79,9 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
         return instantiate(c)
     # one W&B run per job, the same one when the job is resumed (WandbLogger passes resume="allow")
     run_id = wandb_run_id(cfg.paths.output_dir)
+    runs_dir = Path(c.get("save_dir") or cfg.paths.output_dir) / "wandb"
     for mode in (None, "offline"):
+        before = set(runs_dir.glob("*run-*"))
         lg = instantiate(c, id=run_id) if mode is None else instantiate(c, id=run_id, mode=mode)
         try:
             lg.experiment  # start W&B now: no key, no network or a service error must not cost the run
@@ -84,6 +90,8 @@ def _build_logger(c: DictConfig, cfg: DictConfig):
             log.warning("W&B %s failed (%s): %s", mode or c.get("mode"), f"{type(e).__name__}: {e}".splitlines()[0],
                         "logging offline instead" if mode is None else "no W&B for this run")
             _reset_wandb()
+            for d in set(runs_dir.glob("*run-*")) - before:  # the failed attempt's run dir: nothing in it to sync
+                shutil.rmtree(d, ignore_errors=True)
     return None
 
 
@@ -139,10 +147,13 @@ def build_trainer(cfg: DictConfig, module: QSNNModule, dm, loggers: list, resolv
     summary.update(model_size(module))
     summary["wandb"] = wandb_info(loggers)
     with_val = has_val(dm)
-    no_val = {} if with_val else {"limit_val_batches": 0}
+    settings = {} if with_val else {"limit_val_batches": 0}
     callbacks = drop_logger_callbacks(build_callbacks(cfg, with_val), loggers)
+    if job_console.active():  # a multirun's job has no console: no progress bar, its epoch lines go to its log
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        settings["enable_progress_bar"] = False
     callbacks += [history, EpochSchedules(), DeadNetworkMonitor()]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **settings)
 
 
 def model_size(module: QSNNModule) -> dict:

@@ -6,7 +6,9 @@ Lightning's TorchCheckpointIO goes through an fsspec transaction whose temp file
 system temp dir; when that is another filesystem the final step is a copy, and a kill during
 the copy leaves a half-written ``last.ckpt`` that resume would trust. A rename inside one
 folder is atomic: readers see the old checkpoint or the new one, never a mix. A failed write
-(disk full) removes its temp file and raises, naming the checkpoint; the previous file stays.
+(disk full) removes its temp file and raises, naming the checkpoint; the previous file stays (the
+message says whether there was one). ``resume_point`` is what ``resume=true`` continues from:
+``last.ckpt``, or when a failed write left none, the newest other checkpoint that reads.
 
 Reading: every checkpoint a user names (``ckpt_path``, ``resume=true``, ``src/eval.py``) is read
 with ``torch.load(weights_only=True)``: a file that would unpickle anything but tensors and
@@ -14,6 +16,7 @@ plain values (i.e. run code) is refused unless ``trust_checkpoint=true``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -26,6 +29,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from qsnn.errors import CheckpointError, CheckpointWriteError
 
+log = logging.getLogger("qsnn")
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -33,6 +38,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        had = path.is_file()
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             with open(tmp, "wb") as f:
@@ -44,8 +50,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
             cause = e if isinstance(e, OSError) else e.__context__ if isinstance(e.__context__, OSError) else e
             why = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
-            raise CheckpointWriteError(f"checkpoint {path}: write failed ({why}); "
-                                       f"the previous checkpoint there is unchanged") from e
+            raise CheckpointWriteError(f"checkpoint {path}: write failed ({why}); " + (
+                "the previous checkpoint there is unchanged" if had else "no file was written there")) from e
 
 
 # What our checkpoints hold beyond tensors, numbers, strings, lists, tuples and dicts (which
@@ -77,6 +83,35 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"ckpt_path={str(path)!r}: not a Lightning checkpoint (no state_dict)")
     return ckpt
+
+
+def resume_point(out_dir: str | Path, trust: bool = False) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint ``resume=true`` continues from, and its content: ``checkpoints/last.ckpt`` (one
+    that cannot be read is refused: CheckpointError), or when it is missing (a failed write, e.g. a
+    full disk) the newest other checkpoint there that reads; (None, None) when there is none."""
+    ckpts = Path(out_dir) / "checkpoints"
+    last = ckpts / "last.ckpt"
+    if last.is_file():
+        log.info("resuming from %s", last)
+        return last, load_checkpoint(last, trust=trust)
+    for path in resume_candidates(out_dir):
+        try:
+            ckpt = load_checkpoint(path, trust=trust)
+        except CheckpointError as e:
+            log.warning("not resuming from %s: %s", path, e)
+            continue
+        log.info("no last.ckpt in %s: resuming from %s, the newest intact checkpoint there", ckpts, path.name)
+        return path, ckpt
+    log.info("nothing to resume in %s: starting from scratch", out_dir)
+    return None, None
+
+
+def resume_candidates(out_dir: str | Path) -> list[Path]:
+    """``checkpoints/last.ckpt`` if it is there, else the run's other checkpoints, newest first."""
+    ckpts = Path(out_dir) / "checkpoints"
+    if (ckpts / "last.ckpt").is_file():
+        return [ckpts / "last.ckpt"]
+    return sorted(ckpts.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _unreadable(path: Path, e: Exception) -> CheckpointError:

@@ -58,26 +58,31 @@ class DeadNetworkMonitor(L.Callback):
     """Warn (console and ``summary.json`` ``warnings``) when a run that does not diverge still learns
     nothing: e.g. ``optim.lr=1e9`` ends ``ok`` at chance accuracy.
 
-    Two signs, checked at the end of each training epoch:
+    Three signs, checked at the end of each training epoch:
     - the output layer never spiked (rate 0) or spiked at every step (rate 1): its spike counts
       carry no class information;
-    - the train accuracy is not distinguishable from chance 1/num_classes (one-sided binomial
-      test, scipy, at level ``alpha``; chance assumes roughly balanced classes, as our
-      stratified splits are).
+    - the train accuracy is not distinguishable from chance 1/num_classes (``at_chance``: one-sided
+      binomial test, scipy, at level ``alpha``; chance assumes roughly balanced classes, as our
+      stratified splits are);
+    - the training loss is exactly 0: no gradient flows at all.
     A sign is reported once, when it has held for ``patience`` epochs in a row, or at the end of a
-    shorter run if it held on all of its epochs, 2 at least (one epoch at chance is how every run
-    starts; a 1-epoch run is never judged). ``warnings`` holds the messages; the runner
-    copies them into the summary. A warning, not a failure: the run's files and status stay.
+    shorter run if it held on all of its epochs, 2 at least for the first two (one epoch at chance
+    is how every run starts), 1 for a zero loss. After the test, ``test_end`` adds a warning when
+    the test accuracy is at chance, whatever the run's length. ``warnings`` holds the messages; the
+    runner copies them into the summary. A warning, not a failure: the run's files and status stay.
     """
 
-    SIGNS = ("output", "chance")
+    SIGNS = ("output", "chance", "zero_loss")
+    MIN_EPOCHS = {"output": 2, "chance": 2, "zero_loss": 1}
+    HINT = "check optim.lr (too large?), model.threshold and the surrogate"
+    HINTS = {"zero_loss": "no gradient flows: check the loss (mse_count's targets int(T * rate), T = data.num_steps)"}
 
     def __init__(self, patience: int = 3, alpha: float = 0.05):
         self.patience, self.alpha = int(patience), float(alpha)
         self.warnings: list[str] = []
         self.streak = {s: 0 for s in self.SIGNS}
         self.detail = {s: "" for s in self.SIGNS}
-        self.epochs_seen, self._samples = 0, 0
+        self.epochs_seen, self._samples, self.test_samples = 0, 0, 0
 
     # -- what both loops call -------------------------------------------------------------------
     def epoch_end(self, epoch: int, metrics: dict, samples: int, num_classes: int) -> None:
@@ -90,25 +95,27 @@ class DeadNetworkMonitor(L.Callback):
         dead = out is not None and (out <= 0.0 or out >= 1.0)
         self._count("output", dead, f"the output layer {'never spiked' if out == 0 else 'spiked at every step'} "
                                     f"(rate {out:g})" if dead else "")
-        self._count("chance", *self._at_chance(metrics.get("train/acc"), samples, num_classes))
+        self._count("chance", *at_chance(metrics.get("train/acc"), samples, num_classes, self.alpha, "train"))
+        loss = metrics.get("train/loss")
+        self._count("zero_loss", loss is not None and float(loss) == 0.0, "the training loss is exactly 0")
         for sign in self.SIGNS:
             if self.streak[sign] == self.patience:
                 self._warn(sign, epoch)
 
     def fit_end(self, last_epoch: int) -> None:
-        need = max(min(self.patience, self.epochs_seen), 2)  # one epoch alone says little
-        for sign in self.SIGNS:
-            if need <= self.streak[sign] < self.patience:
+        for sign in self.SIGNS:  # one epoch at chance says little; one with a zero loss says enough
+            if max(min(self.patience, self.epochs_seen), self.MIN_EPOCHS[sign]) <= self.streak[sign] < self.patience:
                 self._warn(sign, last_epoch)
 
-    def _at_chance(self, acc, n: int, classes: int) -> tuple[bool, str]:
-        from scipy.stats import binomtest
-
-        if acc is None or n <= 0 or classes < 2:
-            return False, ""
-        p = binomtest(int(round(float(acc) * n)), n, 1.0 / classes, alternative="greater").pvalue
-        return p >= self.alpha, (f"train accuracy {float(acc):.3f} is not distinguishable from chance "
-                                 f"1/{classes} (binomial test, n={n}, p={p:.2g})")
+    def test_end(self, metrics: dict, num_classes: int) -> str | None:
+        """After the test (``test_samples`` counted by the hooks): a warning when ``test/acc`` is not
+        distinguishable from chance; the runner and the stacked seed both call this."""
+        holds, detail = at_chance(metrics.get("test/acc"), self.test_samples, num_classes, self.alpha, "test")
+        if not holds:
+            return None
+        msg = f"dead network? {detail}: {self.HINT}"
+        log.warning(msg)
+        return msg
 
     def _count(self, sign: str, holds: bool, detail: str) -> None:
         self.streak[sign] = self.streak[sign] + 1 if holds else 0
@@ -118,7 +125,7 @@ class DeadNetworkMonitor(L.Callback):
     def _warn(self, sign: str, epoch: int) -> None:
         n = self.streak[sign]
         msg = (f"dead network? {self.detail[sign]} for {n} epoch{'s' if n > 1 else ''} up to epoch {epoch}: "
-               "check optim.lr (too large?), model.threshold and the surrogate")
+               f"{self.HINTS.get(sign, self.HINT)}")
         if msg not in self.warnings:
             self.warnings.append(msg)
             log.warning(msg)
@@ -137,6 +144,12 @@ class DeadNetworkMonitor(L.Callback):
     def on_fit_end(self, trainer, pl_module):
         self.fit_end(trainer.current_epoch - 1)
 
+    def on_test_epoch_start(self, trainer, pl_module):
+        self.test_samples = 0
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.test_samples += int(len(batch[1]))
+
     def state_dict(self):
         return {"warnings": list(self.warnings), "streak": dict(self.streak), "epochs_seen": self.epochs_seen}
 
@@ -144,6 +157,22 @@ class DeadNetworkMonitor(L.Callback):
         self.warnings = list(state.get("warnings", []))
         self.streak.update(state.get("streak", {}))
         self.epochs_seen = int(state.get("epochs_seen", 0))
+
+
+def at_chance(acc, n: int, classes: int, alpha: float, split: str) -> tuple[bool, str]:
+    """Whether accuracy ``acc`` over ``n`` samples is not distinguishable from chance 1/``classes``
+    (one-sided binomial test at level ``alpha``), and the sentence saying so."""
+    from scipy.stats import binomtest
+
+    if acc is None or n <= 0 or classes < 2:
+        return False, ""
+    p = binomtest(int(round(float(acc) * n)), n, 1.0 / classes, alternative="greater").pvalue
+    return p >= alpha, (f"{split} accuracy {float(acc):.3f} is not distinguishable from chance "
+                        f"1/{classes} (binomial test, n={n}, p={p:.2g})")
+
+
+def dead_network_monitor(trainer) -> DeadNetworkMonitor | None:
+    return next((cb for cb in trainer.callbacks if isinstance(cb, DeadNetworkMonitor)), None)
 
 
 def dead_network_warnings(trainer) -> list[str]:

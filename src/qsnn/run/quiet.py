@@ -6,8 +6,10 @@ default training and fails on any stderr line outside its short allowlist.
 
 Dropped here:
 - Lightning's INFO lines "GPU available ...", "TPU available ...", its litlogger/litmodels "Tips", and
-  "Loading `train_dataloader` to estimate number of stepping batches." (logger
-  ``lightning.pytorch.utilities.rank_zero``; the device is in the config tree, the rest is advice).
+  "Loading `train_dataloader` to estimate number of stepping batches." and, on Ctrl-C, "Detected
+  KeyboardInterrupt, attempting graceful shutdown ..." once per job (logger
+  ``lightning.pytorch.utilities.rank_zero``; the device is in the config tree, the rest is advice;
+  ``qsnn.run.interrupt`` prints the interrupt's one line).
 - torch's FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated", raised by Lightning's
   own ``utilities/_pytree.py`` (their code, not ours; fixed upstream once Lightning stops using it).
 - src/eval.py only (``testing_a_checkpoint``): Lightning's warning that the callbacks which wrote the
@@ -25,6 +27,7 @@ LIGHTNING_INFO_DROPPED = (
     "TPU available:",
     "💡 Tip: For seamless cloud",  # "... logging" (litlogger), "... uploads" (litmodels)
     "Loading `train_dataloader` to estimate number of stepping batches",
+    "\nDetected KeyboardInterrupt, attempting graceful shutdown",  # Ctrl-C: qsnn.run.interrupt says it once
 )
 PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 CKPT_CALLBACKS = r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided"

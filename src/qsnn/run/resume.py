@@ -1,15 +1,17 @@
 """Continue a job in its own output dir: which checkpoint, which W&B run, which RNG state.
 
 ``resume=true`` (or ``ckpt_path=last``) with the job's output dir (``hydra.run.dir=...``, or
-``hydra.sweep.dir=...`` for a multirun) continues from ``checkpoints/last.ckpt``. Lightning's
-checkpoint restores epoch, optimizer, LR-schedule position and callback states (early
+``hydra.sweep.dir=...`` for a multirun) continues from ``checkpoints/last.ckpt``, or when a failed
+write left none, from the newest intact checkpoint there (``qsnn.run.checkpoint_io.resume_point``).
+Lightning's checkpoint restores epoch, optimizer, LR-schedule position and callback states (early
 stopping, best checkpoint, history); ``RNGState`` adds the torch/numpy/python RNG, which
 Lightning does not restore. The W&B run id lives in ``wandb_run_id`` next to the run so the
 resumed job logs to the same W&B run (WandbLogger passes ``resume="allow"``).
 
 Before anything is built, a resume compares its config with the run's ``config_resolved.yaml``
 (``check_same_config``) and refuses a change outside ``SAFE_ON_RESUME`` with one line listing
-it; ``check_eval_config`` does the same for ``src/eval.py`` on the model, quantizer and data keys.
+it; ``check_eval_config`` does the same for ``src/eval.py``: the keys its command line gives must
+hold the run's values, apart from what may differ at evaluation (``EVAL_TIME``).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.errors import CheckpointError, ConfigError, ResumeRefused
+from qsnn.run.known_keys import is_trainer_default
 
 # Keys that may differ from the run's saved config_resolved.yaml on resume=true: how long to
 # train, where files live, what is printed or logged. Any other change is refused (it would
@@ -56,11 +59,6 @@ class RNGState(L.Callback):
 
 def wants_resume(cfg) -> bool:
     return bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
-
-
-def last_checkpoint(out_dir: Path) -> Path | None:
-    p = Path(out_dir) / "checkpoints" / "last.ckpt"
-    return p if p.is_file() else None
 
 
 def finished_summary(out_dir: Path, overrides: list[str]) -> dict | None:
@@ -111,8 +109,13 @@ def flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def under(key: str, prefixes) -> bool:
+    """``key`` is one of ``prefixes`` or lies under one (``data.root`` under ``data``)."""
+    return any(key == s or key.startswith(s + ".") for s in prefixes)
+
+
 def _safe(key: str) -> bool:
-    return any(key == s or key.startswith(s + ".") for s in SAFE_ON_RESUME)
+    return under(key, SAFE_ON_RESUME)
 
 
 def config_changes(saved: dict, cfg: DictConfig, saved_choices: dict | None = None, choices: dict | None = None,
@@ -130,11 +133,18 @@ def config_changes(saved: dict, cfg: DictConfig, saved_choices: dict | None = No
     out = [f"{g}: {a} -> {b}" for g, (a, b) in groups.items()]
     missing = "(absent)"
     keys = [k for k in sorted(set(old) | set(new), key=lambda k: (k.split(".")[0], k))
-            if old.get(k, missing) != new.get(k, missing) and not ignore(k) and k.split(".")[0] not in groups]
+            if old.get(k, missing) != new.get(k, missing) and not ignore(k) and k.split(".")[0] not in groups
+            and not _new_trainer_key(k, old, new)]
     derived = [k for k in keys if _interpolated(cfg, k)]
     if len(derived) < len(keys):
         keys = [k for k in keys if k not in derived]
     return out + [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in keys]
+
+
+def _new_trainer_key(key: str, old: dict, new: dict) -> bool:
+    """A run saved before conf/trainer/ listed every Lightning Trainer argument lacks most of them: a
+    key it lacks that now holds Lightning's default is no change (Lightning used that value)."""
+    return key.startswith("trainer.") and key not in old and key in new and is_trainer_default(key[8:], new[key])
 
 
 def _interpolated(cfg: DictConfig, key: str) -> bool:
@@ -174,35 +184,51 @@ def check_same_config(cfg: DictConfig, out_dir: Path, choices: dict | None = Non
 
 # src/eval.py: the keys that define the tested network and its test set must be the run's
 EVAL_KEYS = ("model", "quant", "data")
-SAFE_FOR_EVAL = ("data.root", "data.batch_size", "data.num_workers")
+SAFE_FOR_EVAL = ("data.root", "data.batch_size", "data.eval_batch_size", "data.num_workers", "data.cache_dir",
+                 "data.download")
+# what src/eval.py may set on top of the run's config (qsnn.run.eval_config): where the data is, how the
+# test runs (device, batches), what it writes; any other key it is given must be the run's value
+EVAL_TIME = (*SAFE_FOR_EVAL, "ckpt_path", "trust_checkpoint", "export", "task_name", "paths", "cost", "logger",
+             "callbacks", "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+             "trainer.limit_test_batches", "trainer.enable_progress_bar", "trainer.default_root_dir")
 
 
 def _not_for_eval(key: str) -> bool:
-    return key.split(".")[0] not in EVAL_KEYS or any(key == s or key.startswith(s + ".") for s in SAFE_FOR_EVAL)
+    return key.split(".")[0] not in EVAL_KEYS or under(key, SAFE_FOR_EVAL)
 
 
-def check_eval_config(cfg: DictConfig, ckpt_path: str | Path, ckpt: dict, choices: dict | None = None) -> None:
+def check_eval_config(cfg: DictConfig, ckpt_path: str | Path, ckpt: dict, choices: dict | None = None,
+                      given: list[str] | None = None) -> None:
     """Refuse to test a checkpoint with another model, quantizer or data config than it was
     trained with: compared with its run's config_resolved.yaml when the checkpoint sits in a
-    run dir (``<run>/checkpoints/x.ckpt``), and with the bit width saved in the checkpoint."""
+    run dir (``<run>/checkpoints/x.ckpt``), and with the bit width saved in the checkpoint.
+    With ``given`` (the keys of the command line, whose config src/eval.py replaces by the run's):
+    each of them outside EVAL_TIME, a group choice included, must hold the run's value."""
     import yaml
 
     ckpt_path = Path(ckpt_path).resolve()
     run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
-    changes, where = [], "the checkpoint"
+    changes, where, saved, saved_choices = [], "the checkpoint", {}, None
     if run is not None and (run / "config_resolved.yaml").is_file():
         try:
             saved = yaml.safe_load((run / "config_resolved.yaml").read_text()) or {}
             saved_choices = json.loads((run / "summary.json").read_text()).get("choices")
         except (OSError, ValueError, yaml.YAMLError, AttributeError):
-            saved, saved_choices = {}, None
-        if saved:
-            where = f"its run ({run / 'config_resolved.yaml'})"
-            changes = config_changes(saved, cfg, saved_choices, choices, ignore=_not_for_eval)
+            pass
+    if isinstance(saved, dict) and saved:
+        where = f"its run ({run / 'config_resolved.yaml'})"
+        ignore = _not_for_eval
+        if given is not None:  # a group choice is compared by name (and target), a key by value
+            picked = {g for g in given if g in (choices or {})}
+            keys = [k for k in given if k not in picked] + [f"{g}._target_" for g in picked]
+            ignore = lambda k: under(k, EVAL_TIME) or not (k in picked or under(k, keys))  # noqa: E731
+        changes = config_changes(saved, cfg, saved_choices, choices, ignore=ignore)
     bits = (ckpt.get("hyper_parameters") or {}).get("bits")
     if not changes and bits is not None and bits != cfg.quant.bits:
         changes = [f"quant.bits: {bits} -> {cfg.quant.bits}"]
     if changes:
         shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise CheckpointError(f"ckpt_path={str(ckpt_path)!r} was trained with other values than given here "
-                              f"(from {where}): {shown}; pass the training values (e.g. the run's overrides)")
+                              f"(from {where}): {shown}; " + ("leave them out: src/eval.py takes the run's own values"
+                                                              if given else "pass the training values (e.g. the "
+                                                              "run's overrides)"))

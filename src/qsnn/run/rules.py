@@ -3,8 +3,8 @@
 - ``RULES``: ``(key, rule, when)``. A key the chosen group options do not have is skipped; for a
   key with several rows the first row whose ``when`` holds applies (e.g. ``quant.bits`` is 1..8 for
   the sigmoid-sum quantizer, 1..8 or 32 otherwise). ``tests/test_validate.py`` checks that every
-  leaf key of every option in conf/ has a row here or is listed in ``DERIVED``/``UNCHECKED``, so a
-  new key cannot slip past.
+  leaf key of every option in conf/ has a row here or is listed in ``DERIVED``/``UNCHECKED`` (or, for a
+  trainer key, ``CHECKED_BY_LIGHTNING``), so a new key cannot slip past.
 - ``DERIVED``: keys that only mirror another key by interpolation (``quant.weight.bits:
   ${..bits}``); setting one to another value than its source would make the run disagree with itself.
 - A ``Rule`` is a predicate and the "use ..." text of its error message. Values are compared
@@ -99,6 +99,9 @@ _SETS = ("nmnist", "dvsgesture", "cifar10dvs", "ncaltech101", "shd")  # qsnn.dat
 _SHAPES = ("rectangular", "triangular", "exponential", "gaussian", "sigmoid_derivative", "fast_sigmoid",
            "q_pseudo_spike")  # qsnn.nn.surrogate.family.SHAPES
 _STES = ("identity", "relu", "clipped_relu")  # qsnn.nn.quant.ste.STES
+# what lightning.Trainer(precision=...) accepts (its type hint; tests/test_config.py compares)
+TRAINER_PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
+                      "bf16-mixed", "transformer-engine", "transformer-engine-float16", None)
 
 RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     # top level
@@ -134,7 +137,7 @@ RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     ("data.name", TEXT, None),  # IDX: the folder name under data.root (MNIST, FashionMNIST)
     ("data.root", PATH, None),
     ("data.cache_dir", _or_null(PATH, True), None),
-    ("data.download", FLAG, None), ("data.cache", FLAG, None),
+    ("data.download", FLAG, None), ("data.cache", FLAG, None), ("data.flat_root", FLAG, None),
     ("data.downsample", integer(1, allowed="an integer factor >= 1"), None),
     ("data.denoise_us", number(0, lo_open=True, null=True), None),
     ("data.time_window_us", number(0, lo_open=True, null=True), None),
@@ -213,7 +216,8 @@ RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     ("loss.sparsity.f_target", PROBABILITY, None),
     ("loss.sparsity.start", PROBABILITY, None),
     ("loss.sparsity.end", PROBABILITY, None),
-    # trainer (the keys our conf sets or the docs suggest; Lightning checks the rest itself)
+    # trainer: every lightning.Trainer argument is a key of conf/trainer/cpu.yaml; the ones users set are
+    # checked here, the rest (CHECKED_BY_LIGHTNING) by Lightning itself
     ("trainer.max_epochs", Rule(lambda v: _is_int(v) and (v >= 1 or v == -1),
                                 "an integer >= 1, or -1 for no limit (to test a checkpoint without training: "
                                 "src/eval.py ckpt_path=...)"),
@@ -223,9 +227,33 @@ RULES: list[tuple[str, Rule, tuple[str, str] | None]] = [
     ("trainer.log_every_n_steps", integer(1), None),
     ("trainer.accumulate_grad_batches", integer(1), None),
     ("trainer.gradient_clip_val", number(0, null=True), None),
-    *[(f"trainer.limit_{s}_batches", Rule(lambda v: (_is_int(v) and v >= 0) or (_is_num(v) and 0 <= v <= 1),
-                                          "an integer >= 0 (batches) or a fraction in [0, 1]"), None)
-      for s in ("train", "val", "test")],
+    *[(f"trainer.limit_{s}_batches", _or_null(Rule(lambda v: (_is_int(v) and v >= 0) or (_is_num(v) and 0 <= v <= 1),
+                                                   "an integer >= 0 (batches) or a fraction in [0, 1]"), True), None)
+      for s in ("train", "val", "test", "predict")],
+    ("trainer.overfit_batches", Rule(lambda v: (_is_int(v) and v >= 0) or (_is_num(v) and 0 <= v <= 1),
+                                     "an integer >= 0 (batches) or a fraction in [0, 1] (0: off)"), None),
+    ("trainer.val_check_interval", _or_null(Rule(lambda v: (_is_int(v) and v >= 1) or (_is_num(v) and 0 < v <= 1)
+                                                 or (isinstance(v, str) and v != ""),
+                                                 "an integer >= 1 (batches), a fraction in (0, 1] of an epoch, "
+                                                 "or a time \"DD:HH:MM:SS\""), True), None),
+    ("trainer.precision", choice(*TRAINER_PRECISIONS, allowed="one of 64-true, 32-true, 16-mixed, bf16-mixed, 16-true, "
+                                 "bf16-true, transformer-engine, transformer-engine-float16, 64, 32, 16, bf16 or null"),
+     None),
+    ("trainer.gradient_clip_algorithm", choice("norm", "value", None), None),
+    ("trainer.max_steps", Rule(lambda v: _is_int(v) and (v >= 1 or v == -1), "an integer >= 1, or -1 for no limit"),
+     None),
+    ("trainer.min_steps", integer(0, null=True), None),
+    ("trainer.num_sanity_val_steps", _or_null(Rule(lambda v: _is_int(v) and v >= -1,
+                                                   "an integer >= 0, or -1 for the whole validation set"), True), None),
+    ("trainer.fast_dev_run", Rule(lambda v: isinstance(v, bool) or (_is_int(v) and v >= 0),
+                                  "true, false or an integer >= 0 (batches)"), None),
+    ("trainer.deterministic", choice(True, False, "warn", None), None),
+    *[(f"trainer.{k}", choice(True, False, None), None)
+      for k in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary", "benchmark")],
+    *[(f"trainer.{k}", FLAG, None) for k in ("inference_mode", "use_distributed_sampler", "detect_anomaly", "barebones",
+                                             "sync_batchnorm", "enable_autolog_hparams")],
+    ("trainer.reload_dataloaders_every_n_epochs", integer(0), None),
+    ("trainer.num_nodes", integer(1), None),
 ]
 
 # key -> the key it mirrors; set that one instead
@@ -236,6 +264,9 @@ DERIVED = {
 }
 # leaf keys of train.yaml that take any string (or null): no rule
 UNCHECKED = {"task_name", "ckpt_path", "optimized_metric"}
+# trainer keys whose values Lightning checks itself (devices, strategies, profilers, plugins, paths, times)
+CHECKED_BY_LIGHTNING = {f"trainer.{k}" for k in ("default_root_dir", "accelerator", "devices", "strategy", "plugins",
+                                                 "profiler", "max_time", "model_registry")}
 
 
 SECTIONS = ("data", "model", "quant", "surrogate", "sched", "optim", "loss", "trainer", "cost")

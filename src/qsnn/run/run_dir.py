@@ -16,13 +16,16 @@ import errno
 import fcntl
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.errors import ConfigError, RunDirBusy
+from qsnn.run import interrupt
 
 log = logging.getLogger("qsnn")
 RUN_MARKERS = ("summary.json", "checkpoints/last.ckpt")  # a dir holding either holds a run
@@ -39,18 +42,81 @@ def locked(out_dir: Path) -> Iterator[None]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, f"output dir {out_dir}"):
             raise RunDirBusy(f"output dir {out_dir} is in use by another running job: wait for it to end, "
-                             f"or choose another hydra.run.dir / hydra.sweep.dir") from None
-        except OSError as e:  # no flock on this file system: run, but say so
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF, errno.EINVAL):
-                raise
-            log.warning("output dir %s: no lock (%s); do not start a second job on it", out_dir, e.strerror)
+                             f"or choose another hydra.run.dir / hydra.sweep.dir")
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def pid_locked(path: Path, what: str, key: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) with this process's pid in it,
+    for a process whose children lock dirs below (a study: ``<dir>/.study.lock``). Busy: RunDirBusy
+    naming the holder's pid; ``what`` names the dir ("study dir"), ``key`` the option choosing it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _flock(fd, f"{what} {path.parent}"):
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirBusy(f"{what} {path.parent} is in use by another process (pid {holder}, lock file "
+                             f"{path.name}): wait for it to end, or choose another {key}")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _flock(fd: int, what: str) -> bool:
+    """Take the kernel's exclusive lock on ``fd``; False when another process holds it. Where the file
+    system has no flock (some network mounts): warn and go on unlocked (True)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF, errno.EINVAL):
+            raise
+        log.warning("%s: no lock (%s); do not start a second job on it", what, e.strerror)
+    return True
+
+
+def check_writable(path: str | Path, key: str) -> None:
+    """ConfigError naming ``key``, the dir and the OS reason when a job could not write there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return
+    except FileExistsError:
+        why = "a file is there, not a directory"
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+    raise ConfigError(f"{key}={path}: cannot write there ({why}): choose another {key}, or make it writable")
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback (conf/hydra/default.yaml), run before Hydra opens the job's log file in the dir:
+    an output dir that cannot be written is one line (``error: ConfigError: ...``), exit 1; it also
+    tells ``qsnn.run.interrupt`` which dir a Ctrl-C's line names."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir", "output dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir", "sweep dir")
+
+    @staticmethod
+    def _check(path, key: str, kind: str) -> None:
+        interrupt.note_dir(kind, path)
+        try:
+            check_writable(path, key)
+        except ConfigError as e:
+            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+            sys.exit(1)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -20,14 +20,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qsnn.cost.metrics import log_test_cost
+from qsnn.run import interrupt
 from qsnn.run.build import (build_datamodule, build_loggers, build_module, build_trainer, cost_max_batches,
                             has_val)
 from qsnn.run.callbacks import History
-from qsnn.run.checkpoint_io import check_state_matches, load_checkpoint
-from qsnn.run.guard import dead_network_warnings
+from qsnn.run.checkpoint_io import check_state_matches, load_checkpoint, resume_candidates, resume_point
+from qsnn.run.eval_config import eval_config
+from qsnn.run.guard import dead_network_monitor, dead_network_warnings
 from qsnn.run.module import QSNNModule
-from qsnn.run.resume import (check_eval_config, check_output_dir, check_same_config, finished_summary,
-                             last_checkpoint, wants_resume)
+from qsnn.run.resume import check_eval_config, check_output_dir, check_same_config, finished_summary, wants_resume
 from qsnn.run.run_dir import holds_run, locked, write_run_config
 from qsnn.run.summary import (close_loggers, error_line, hydra_info, is_rank_zero, metrics_of, record_refusal,
                               write_summary)
@@ -72,7 +73,7 @@ def plan_start(cfg: DictConfig, out_dir: Path) -> tuple[str | None, dict | None,
     if ckpt_path == "last":
         ckpt_path = None
     if not is_rank_zero():  # rank 0 checked the dir and the checkpoint
-        last = last_checkpoint(out_dir) if wants_resume(cfg) else None
+        last = (resume_candidates(out_dir) or [None])[0] if wants_resume(cfg) else None
         return (str(last) if last else ckpt_path), None, None
     check_output_dir(cfg)
     if wants_resume(cfg):
@@ -81,9 +82,8 @@ def plan_start(cfg: DictConfig, out_dir: Path) -> tuple[str | None, dict | None,
         if done is not None:  # a re-launched sweep skips the jobs that already finished
             log.info("%s finished already (summary.json status ok): skipped", out_dir)
             return None, None, done
-        last = last_checkpoint(out_dir)
-        ckpt_path = str(last) if last else None
-        log.info("resuming from %s" if last else "nothing to resume in %s: starting from scratch", last or out_dir)
+        last, ckpt = resume_point(out_dir, trust=cfg.get("trust_checkpoint", False))  # says which, or scratch
+        return (str(last) if last else None), ckpt, None
     ckpt = load_checkpoint(ckpt_path, trust=cfg.get("trust_checkpoint", False)) if ckpt_path else None
     return ckpt_path, ckpt, None
 
@@ -120,7 +120,7 @@ def run(cfg: DictConfig, out_dir: Path, ckpt_path: str | None, ckpt: dict | None
                        metrics=metrics_of(trainer))
         raise
     except BaseException as e:  # SIGTERM (Lightning raises SystemExit) or Ctrl-C: resume=true continues
-        summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
+        summary.update(status="interrupted", error=f"interrupted ({interrupt.reason(e)}); continue with resume=true",
                        metrics=metrics_of(trainer))
         raise
     finally:
@@ -152,6 +152,9 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: QSNNModule, dm, lo
         ckpt = "best" if has_val(dm) and _has_best_ckpt(trainer) else None  # no val: the last weights
         trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
         metrics.update(metrics_of(trainer))
+        monitor = dead_network_monitor(trainer)
+        if monitor is not None and (w := monitor.test_end(metrics, int(getattr(dm, "num_classes", 0) or 0))):
+            out["warnings"] = [*out.get("warnings", []), w]  # a test at chance, even after one epoch
         t_cost = time.perf_counter()
         metrics.update(log_test_cost(trainer, module, dm, loggers, cost_max_batches(cfg)))
         out["cost_s"] = time.perf_counter() - t_cost
@@ -165,20 +168,25 @@ def _has_best_ckpt(trainer: L.Trainer) -> bool:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test a checkpoint (``ckpt_path``) with the model described by the config; refuse one that
-    is unsafe to load or was trained with another model, quantizer or data config. Returns the
-    summary dict, also written to summary.json in the output dir (task "eval")."""
+    """Test a checkpoint (``ckpt_path``) with the config of the run that made it (its
+    config_resolved.yaml, targets checked first; ``qsnn.run.eval_config``), else with the config
+    given; refuse one that is unsafe to load or was trained with other values than given. Returns
+    the summary dict, also written to summary.json in the output dir (task "eval")."""
     t_start = time.perf_counter()
     validate(cfg)
     if not cfg.get("ckpt_path"):
         raise FileNotFoundError("ckpt_path is required: src/eval.py ckpt_path=/path/to/checkpoint.ckpt")
+    info = hydra_info()
+    cfg, from_run = eval_config(cfg, info["overrides"], info["choices"])
+    if from_run:
+        validate(cfg)
     if cfg.get("export"):
         from qsnn.cost.export import check_exportable
 
         check_exportable(cfg)  # before the test pass, not after
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt = load_checkpoint(cfg.ckpt_path, trust=trust)
-    check_eval_config(cfg, cfg.ckpt_path, ckpt, hydra_info()["choices"])
+    check_eval_config(cfg, cfg.ckpt_path, ckpt, None if from_run else info["choices"])
     dm = build_datamodule(cfg)
     dm.prepare_data()
     module = build_module(cfg, dm)

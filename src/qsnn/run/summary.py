@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from qsnn.errors import RunDirBusy
 from qsnn.run.run_dir import atomic_write_text, holds_run
 
 log = logging.getLogger("qsnn")
@@ -43,9 +44,12 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
 
 
 def record_refusal(out_dir: Path, e: Exception, info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A sweep's refused job still gets a summary saying why; never over a previous run's files."""
+    """A sweep's refused job still gets a summary saying why; never over a previous run's files, nor
+    in a dir another job is running in (RunDirBusy)."""
     summary = {"status": "failed", **(info if info is not None else hydra_info()), "error": error_line(e),
                "metrics": {}, "output_dir": str(out_dir)}
+    if isinstance(e, RunDirBusy):
+        return summary
     if is_rank_zero() and not holds_run(out_dir) and not (Path(out_dir) / "summary.json").exists():
         write_summary(out_dir, summary)
     return summary

@@ -1,7 +1,8 @@
 """Check a composed config before anything is built: one clear line per problem.
 
 Each message names the key, the value given and what is allowed: ``<key>=<value> is not allowed:
-use <what is allowed>``. The rows are in ``qsnn.run.rules``; here they are applied, then the rules
+use <what is allowed>``. First every key must be known (``qsnn.run.known_keys``: a key added with
+``+`` too). The rows are in ``qsnn.run.rules``; here they are applied, then the rules
 that relate keys (``_cross_checks``: fractions that must leave a training set, a period given in
 steps or in epochs, ...), then the model against the data: each data module declares the sample
 shape a config gives it (``sample_shape``), so a conv net on 1-D data or on images too small for
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from qsnn.errors import ConfigError
+from qsnn.run.known_keys import check_known_keys
 from qsnn.run.rules import DERIVED, EVENTS, RULES, SECTIONS
 
 
@@ -46,7 +48,9 @@ def _fail(key: str, value, allowed: str):
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError (one line) for the first value that breaks a rule."""
+    """Raise ConfigError (one line) for the first unknown key (``+key`` included), then for the first
+    value that breaks a rule."""
+    check_known_keys(cfg)
     values, interpolated = flatten(cfg)
     done = set()
     for key, rule, when in RULES:
@@ -106,6 +110,18 @@ def _cross_checks(values: dict[str, Any]) -> None:
     if get("data._target_") == EVENTS[1] and (get("data.time_window_us") is None) == (get("data.n_time_bins") is None):
         raise ConfigError(f"data.time_window_us={get('data.time_window_us')!r}, "
                           f"data.n_time_bins={get('data.n_time_bins')!r}: set exactly one of them")
+    # snnTorch's mse_count_loss aims at int(T * correct_rate) spikes for the true class and int(T *
+    # incorrect_rate) for the others (T = data.num_steps): equal targets separate no class (T=1: 0 and 0)
+    c, i, steps = get("loss.correct_rate"), get("loss.incorrect_rate"), get("data.num_steps")
+    if (str(get("loss._target_") or "").endswith("mse_count_loss") and not get("loss.population_code")
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (c, i, steps))
+            and int(steps * c) == int(steps * i)):
+        fix = next((f"data.num_steps >= {t} or " for t in range(int(steps) + 1, 100_001) if int(t * c) != int(t * i)),
+                   "")
+        raise ConfigError(f"loss.correct_rate={c!r}, loss.incorrect_rate={i!r} are not allowed with data.num_steps="
+                          f"{steps!r}: mse_count_loss's target spike counts int({steps}*{c}) and int({steps}*{i}) "
+                          f"are both {int(steps * c)}, so no gradient separates the classes; use {fix}rates further "
+                          "apart")
     if get("model.neuron") == "sigma_delta" and get("surrogate.stability"):
         raise ConfigError("surrogate.stability=true is not allowed with model.neuron=sigma_delta: "
                           "it calibrates LIF neurons")

@@ -21,7 +21,7 @@ def setup_runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:
     if det:
         torch.use_deterministic_algorithms(True, warn_only=det == "warn")
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    dtype = getattr(torch, PRECISIONS[str(cfg.trainer.get("precision", "32-true"))])
+    dtype = getattr(torch, PRECISIONS[str(cfg.trainer.get("precision") or "32-true")])
     acc = str(cfg.trainer.get("accelerator", "cpu"))
     use_cuda = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu"), dtype

@@ -5,12 +5,14 @@ one summary each.
 job is validated and set up as ``runner.train`` would (a job that fails there fails alone), a
 finished job is skipped under ``resume=true``, seeds resumed from their ``last.ckpt`` continue
 where they stopped (seeds at different epochs run as separate stacked groups), and the rest
-train together (``loop.StackedFit``).
+train together (``loop.StackedFit``). Every member's output dir is locked as ``runner.train`` locks
+its own, so two sweeps on one dir never train a job twice, whichever launchers they use.
 """
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from qsnn.run.checkpoint_io import load_checkpoint
-from qsnn.run.resume import check_output_dir, check_same_config, finished_summary, last_checkpoint, wants_resume
+from qsnn.run.checkpoint_io import resume_point
+from qsnn.run.resume import check_output_dir, check_same_config, finished_summary, wants_resume
+from qsnn.run.run_dir import locked
 from qsnn.run.summary import record_refusal
 from qsnn.run.validate import validate
 from qsnn.stacked.batches import setup_runtime
@@ -46,9 +49,11 @@ def _restore(job: SeedJob, ckpt: dict[str, Any], rng: SeedRNG, idx: int) -> int:
     return int(st["epoch"]) + 1
 
 
-def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float) -> tuple[SeedJob, dict | None, int]:
+def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float,
+             locks: ExitStack) -> tuple[SeedJob, dict | None, int]:
     job = SeedJob(cfg, info, t0)
     validate(cfg)
+    locks.enter_context(locked(job.out_dir))  # held until the group ends; a busy dir raises RunDirBusy
     check_output_dir(cfg)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, start = None, 0
@@ -58,10 +63,15 @@ def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float
         if done is not None:
             log.info("%s finished already (summary.json status ok): skipped", job.out_dir)
             return job, done, 0
-        last = last_checkpoint(job.out_dir)  # with Lightning's ModelCheckpoint: the last best epoch (replayed)
+        # last.ckpt (with Lightning's ModelCheckpoint: the last best epoch, replayed), else the newest intact one
+        last, ckpt = resume_point(job.out_dir, trust=bool(cfg.get("trust_checkpoint", False)))
         job.summary["resumed_from"] = str(last) if last else None
-        ckpt = load_checkpoint(last, trust=bool(cfg.get("trust_checkpoint", False))) if last else None
-    idx = job.setup(dtype, device, rng)
+    try:
+        idx = job.setup(dtype, device, rng)
+    except BaseException as e:  # Ctrl-C while it builds: the job has written its config already
+        if not isinstance(e, Exception):
+            job.interrupted(e)
+        raise
     if ckpt is not None:
         if "qsnn_stacked" not in ckpt:
             raise ValueError(f"{job.summary['resumed_from']} was not written by launcher=stacked: resume this job "
@@ -72,30 +82,38 @@ def _prepare(cfg: DictConfig, info: dict, device, dtype, rng: SeedRNG, t0: float
 
 
 def train_group(cfgs: list[DictConfig], infos: list[dict], on_stacked: Callable | None = None) -> list[dict]:
-    """Train the jobs ``cfgs`` (one setting, one seed each) stacked; returns their summaries in order."""
+    """Train the jobs ``cfgs`` (one setting, one seed each) stacked; returns their summaries in order.
+    Each job's output dir is locked (``qsnn.run.run_dir.locked``) from before it is looked at until
+    the group ends, however it ends; a job whose dir another job holds is refused alone."""
     t0 = time.perf_counter()
     threads_before = torch.get_num_threads()
     summaries: list[dict | None] = [None] * len(cfgs)
-    try:
-        device, dtype = setup_runtime(cfgs[0])
-        rng = SeedRNG()
-        by_start: dict[int, list[tuple[int, SeedJob]]] = {}
-        for k, (cfg, info) in enumerate(zip(cfgs, infos)):
-            try:
-                job, done, start = _prepare(cfg, info, device, dtype, rng, t0)
-            except Exception as e:  # this job fails alone, before any training
-                summaries[k] = _failed(cfg, info, e)
-                continue
-            if done is not None:
-                summaries[k] = done
-            else:
-                by_start.setdefault(start, []).append((k, job))
-        for start, group in sorted(by_start.items()):
-            _fit(group, rng, device, dtype, start, t0, on_stacked)
-            for k, job in group:
-                summaries[k] = job.summary
-    finally:
-        torch.set_num_threads(threads_before)
+    by_start: dict[int, list[tuple[int, SeedJob]]] = {}
+    with ExitStack() as locks:
+        try:
+            device, dtype = setup_runtime(cfgs[0])
+            rng = SeedRNG()
+            for k, (cfg, info) in enumerate(zip(cfgs, infos)):
+                try:
+                    job, done, start = _prepare(cfg, info, device, dtype, rng, t0, locks)
+                except Exception as e:  # this job fails alone, before any training
+                    summaries[k] = _failed(cfg, info, e)
+                    continue
+                if done is not None:
+                    summaries[k] = done
+                else:
+                    by_start.setdefault(start, []).append((k, job))
+            for start, group in sorted(by_start.items()):
+                _fit(group, rng, device, dtype, start, t0, on_stacked)
+                for k, job in group:
+                    summaries[k] = job.summary
+        except BaseException as e:  # Ctrl-C or SIGTERM: the jobs built but not fitted yet say so too
+            if not isinstance(e, Exception):
+                for job in (j for group in by_start.values() for _, j in group if not j.done):
+                    job.interrupted(e)
+            raise
+        finally:
+            torch.set_num_threads(threads_before)
     return summaries
 
 

@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qsnn.cost.metrics import log_test_cost
+from qsnn.run import interrupt
 from qsnn.run.build import build_datamodule, build_loggers, build_module, cost_max_batches, model_size
 from qsnn.run.callbacks import History
 from qsnn.run.checkpoint_io import AtomicCheckpointIO
@@ -168,22 +169,28 @@ class SeedJob:
             if self.cfg.get("test", True):
                 with rng.use(s):
                     metrics.update(self._test())
+                if w := self.monitor.test_end(metrics, int(self.summary.get("num_classes") or 0)):
+                    self.summary["warnings"] = [*self.summary.get("warnings", []), w]
             self.summary.update(status="ok", metrics=metrics)
         except Exception as e:
             self.summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                                 traceback="".join(traceback.format_exception(e)), metrics=metrics)
             log.error("job failed: %s (%s)", self.summary["error"], self.out_dir)
+        except BaseException as e:  # Ctrl-C or SIGTERM during the test
+            self.interrupted(e, write=False)
+            raise
         finally:
             self._write()
         return self.summary
 
-    def interrupted(self, e: BaseException) -> None:
+    def interrupted(self, e: BaseException, write: bool = True) -> None:
         """Ctrl-C or SIGTERM: say so; the last checkpoint is intact and resume=true continues."""
         self.done = True
-        self.summary.update(status="interrupted", error=f"interrupted ({type(e).__name__}); continue with resume=true",
-                            metrics=dict(getattr(self, "metrics", {})), epochs=list(self.history.epochs),
-                            lr=list(self.history.lr))
-        self._write()
+        self.summary.update(status="interrupted", error=f"interrupted ({interrupt.reason(e)}); continue with "
+                            "resume=true", metrics=dict(getattr(self, "metrics", {})),
+                            epochs=list(self.history.epochs), lr=list(self.history.lr))
+        if write:
+            self._write()
 
     def _write(self) -> None:
         self.summary["wall_s"] = time.perf_counter() - self.t0
@@ -191,7 +198,9 @@ class SeedJob:
         write_summary(self.out_dir, self.summary)
 
     def _test(self) -> dict[str, float]:
-        trainer = instantiate(self.cfg.trainer, logger=self.loggers or False, callbacks=[], enable_progress_bar=False)
+        # the monitor counts the test samples (its test_end: a test at chance)
+        trainer = instantiate(self.cfg.trainer, logger=self.loggers or False, callbacks=[self.monitor],
+                              enable_progress_bar=False)
         trainer.test(self.module, datamodule=self.dm, ckpt_path=self.best_path or None, verbose=False)
         metrics, t_cost = metrics_of(trainer), time.perf_counter()
         metrics.update(log_test_cost(trainer, self.module, self.dm, self.loggers, cost_max_batches(self.cfg)))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from qsnn.run.known_keys import is_trainer_default
+
 # Lightning callbacks the loop reproduces (per seed); anything else runs job by job
 CALLBACKS = {
     "lightning.pytorch.callbacks.ModelCheckpoint", "qsnn.run.checkpoint_io.RunCheckpoint",
@@ -64,10 +66,11 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
 
 def _why_not_trainer(cfg: DictConfig) -> str | None:
     tr = cfg.trainer
-    extra = sorted(set(tr) - TRAINER_KEYS)
+    # conf/trainer/ lists every Lightning Trainer argument: one outside TRAINER_KEYS stops stacking only when set
+    extra = sorted(k for k in set(tr) - TRAINER_KEYS if not is_trainer_default(k, tr.get(k)))
     if extra:
-        return f"trainer.{extra[0]} is not handled by the stacked loop"
-    if str(tr.get("precision", "32-true")) not in PRECISIONS:
+        return f"trainer.{extra[0]}={tr.get(extra[0])} is not handled by the stacked loop"
+    if str(tr.get("precision") or "32-true") not in PRECISIONS:
         return f"trainer.precision={tr.precision} (stacked runs 32 or 64)"
     if tr.get("devices", 1) not in (1, "1", "auto") or tr.get("num_nodes", 1) != 1:
         return "trainer.devices/num_nodes: one device only"

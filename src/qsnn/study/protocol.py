@@ -10,8 +10,10 @@ study's ``protocol:`` block and the finished jobs; ``src/study.py`` runs the job
   (``tune.per_choice``), all on tuning seed ``tune.seed_offset + i``. So the arms differ only in what
   is compared, the budget is equal by construction, a trial is a fixed job (resumable, any launcher),
   and no trial depends on another's result (unlike TPE, whose trials would differ across arms and
-  with the launcher's parallelism). The best trial per arm is chosen on ``tune.select`` (validation),
-  never on test.
+  with the launcher's parallelism). The best trial per arm is chosen on ``tune.select`` (validation,
+  e.g. val/acc_best), never on test; trials tied on it are ranked by ``tune.tie_break`` (lowest, e.g.
+  val/loss, at the epochs where the select metric was at its best): on a small validation split
+  several trials reach 100% and a tie would otherwise go to the earlier trial.
 - *Confirm*: each arm at its best configuration on fresh seeds 1, 2, ... (tuning seeds are never
   reused); ``confirm.seeds`` lists the seeds per arm at each look (e.g. [5, 10, 20]). After each
   look the planned comparisons are tested (``qsnn.study.group_sequential``: Holm across comparisons with
@@ -51,6 +53,7 @@ class Protocol:
     tune_seed: int = 0
     seed_offset: int = 1000
     select: str = "val/acc_best"
+    tie_break: str | None = "val/loss"
     seeds: list[int] = field(default_factory=lambda: [5, 10, 20])
     metric: str = "test/acc"
     alpha: float = 0.05
@@ -71,7 +74,7 @@ class Protocol:
                    trials=int(t.get("trials", 8)), space=dict(t.get("space") or {}),
                    per_choice={k: dict(v) for k, v in (t.get("per_choice") or {}).items()},
                    tune_seed=int(t.get("seed", 0)), seed_offset=int(t.get("seed_offset", 1000)),
-                   select=t.get("select", "val/acc_best"), seeds=seeds, metric=c.get("metric", "test/acc"),
+                   select=t.get("select", "val/acc_best"), tie_break=t.get("tie_break", "val/loss"), seeds=seeds, metric=c.get("metric", "test/acc"),
                    alpha=float(c.get("alpha", 0.05)), margin=float(c.get("margin", 0.01)),
                    bits_key=p.get("bits_key", "quant.bits"))
 
@@ -134,21 +137,40 @@ def tune_jobs(p: Protocol) -> list[dict]:
             for arm in p.arm_list() for i, params in enumerate(trial_params(p, arm))]
 
 
+def trial_score(p: Protocol, summary: dict) -> tuple[float, float] | None:
+    """(``p.select``, ``p.tie_break``) of a finished ok trial, None otherwise. The tie-break is the
+    lowest ``p.tie_break`` over the epochs where the select metric's per-epoch value (``val/acc`` for
+    ``val/acc_best``) reached the selected value: the checkpoint that value came from."""
+    metrics = summary.get("metrics") or {} if summary.get("status") == "ok" else {}
+    v = metrics.get(p.select)
+    if v is None or not math.isfinite(float(v)):
+        return None
+    if not p.tie_break:
+        return float(v), math.nan
+    key = p.select.removesuffix("_best")
+    at = [e[p.tie_break] for e in summary.get("epochs") or [] if e.get(key) == v and p.tie_break in e]
+    tie = min(at) if at else metrics.get(p.tie_break, math.nan)
+    return float(v), float(tie) if tie is not None else math.nan
+
+
 def select_best(p: Protocol, results: dict[str, dict]) -> dict[str, dict]:
-    """Per arm, the trial with the highest ``p.select`` (validation) among finished trials; ties
-    go to the earlier trial. ``results``: job dir -> summary. Test metrics are not looked at."""
+    """Per arm, the trial with the highest ``p.select`` (validation) among finished trials, ties
+    ranked by the lowest ``p.tie_break``, then by trial order. ``results``: job dir -> summary. Test
+    metrics are not looked at. Each arm's entry keeps every trial's scores (``scores``: trial ->
+    (select, tie_break)) and whether the tie-break decided (``by_tie_break``)."""
     best = {}
     for arm in p.arm_list():
         aid = arm_id(arm)
-        scored = []
-        for i, params in enumerate(trial_params(p, arm)):
-            s = results.get(f"tune/{aid}/s{p.seed_offset + i}") or {}
-            v = (s.get("metrics") or {}).get(p.select) if s.get("status") == "ok" else None
-            if v is not None and math.isfinite(float(v)):
-                scored.append((-float(v), i, params))
-        if scored:
-            v, i, params = min(scored, key=lambda x: (x[0], x[1]))
-            best[aid] = {"trial": i, "params": params, "select": -v, "n_ok": len(scored)}
+        params = trial_params(p, arm)
+        scores = {i: sc for i in range(p.trials)
+                  if (sc := trial_score(p, results.get(f"tune/{aid}/s{p.seed_offset + i}") or {})) is not None}
+        if not scores:
+            continue
+        rank = {i: (-v, tie if math.isfinite(tie) else math.inf, i) for i, (v, tie) in scores.items()}
+        i = min(rank, key=rank.get)
+        tied = [j for j, (v, _) in scores.items() if v == scores[i][0]]
+        best[aid] = {"trial": i, "params": params[i], "select": scores[i][0], "tie_break": scores[i][1],
+                     "n_ok": len(scores), "scores": scores, "by_tie_break": len(tied) > 1}
     return best
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,22 +18,37 @@ IGNORED_PREFIXES = ("seed", "hydra.", "paths.", "data.seed", "print_config", "ca
 
 def load_runs(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """All job summaries under ``dirs`` (searched recursively), each with ``params``: the job's
-    group choices updated by its overrides (``key -> value`` strings)."""
+    group choices updated by its overrides (``key -> value`` strings). A summary.json that cannot be
+    read (not UTF-8, not JSON, not a job summary) is a row with status "unreadable", one that says
+    ok without metrics a row "no metrics" (neither counts as ok); each with one warning line."""
     runs = []
     for d in dirs:
         for path in sorted(Path(d).rglob("summary.json"), key=natural):
-            try:
-                s = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as e:  # a half-written file must not sink the report
-                s = {"status": "failed", "error": f"unreadable summary.json: {e}", "overrides": []}
-            if not isinstance(s, dict):  # e.g. a file holding just `null`
-                s = {"status": "failed", "error": f"summary.json holds {json.dumps(s)[:40]}, not a job summary",
-                     "overrides": []}
+            s = read_summary(path)
             s["dir"] = str(path.parent)
             s["params"] = params_of(s)
             runs.append(s)
         runs += unfinished_jobs(Path(d), {r["dir"] for r in runs})
     return runs
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    try:
+        s = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # not UTF-8, not JSON, half-written: it must not sink the report
+        why = f"not UTF-8 text ({e.reason} at byte {e.start})" if isinstance(e, UnicodeDecodeError) else \
+            f"not readable JSON ({str(e).splitlines()[0]})"
+        return _unusable(path, "unreadable", why)
+    if not isinstance(s, dict):  # e.g. a file holding just `null`
+        return _unusable(path, "unreadable", f"summary.json holds {json.dumps(s)[:40]}, not a job summary")
+    if s.get("status") == "ok" and not (isinstance(s.get("metrics"), dict) and s["metrics"]):
+        return {**s, **_unusable(path, "no metrics", "status ok but no metrics")}
+    return s
+
+
+def _unusable(path: Path, status: str, why: str) -> dict[str, Any]:
+    print(f"warning: {path}: {why}; listed as {status!r}", file=sys.stderr)
+    return {"status": status, "error": f"{status}: {why}", "overrides": [], "metrics": {}}
 
 
 def unfinished_jobs(root: Path, seen: set[str]) -> list[dict[str, Any]]:

@@ -61,6 +61,8 @@ def _band(values_per_run: list[list[float]]):
 def plot_val_curves(ok, keys, by, chance, out: Path) -> Path:
     """Val accuracy per epoch: rows = bit-widths, columns = the other keys' combinations (when few),
     lines = ``by`` values; the band is the CI over the seeds of one setting, not a mix of settings."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     bk = bits_key(keys)
     panels = _bits_order(r["params"].get(bk, "") for r in ok) if bk else [""]
@@ -87,6 +89,7 @@ def plot_val_curves(ok, keys, by, chance, out: Path) -> Path:
             ax.set_title(", ".join([f"{b}-bit"] * bool(bk) + list(combo)) or "val accuracy", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers, not 2.5
             if row == len(panels) - 1:
                 ax.set_xlabel("epoch")
             if col == 0:
@@ -179,9 +182,18 @@ def plot_gaps(gaps, by, out: Path) -> Path:
     return _save(fig, out / "bit_gap.png")
 
 
+def color_range(values: list[float]) -> tuple[float, float]:
+    """The heatmap's colour scale: the cells' own range (padded), not 0-100: cells at 96.3-99.5% on
+    a 0-100 scale are all one colour."""
+    lo, hi = min(values), max(values)
+    pad = max(0.05 * (hi - lo), 0.5)
+    return max(lo - pad, 0.0), min(hi + pad, 100.0)
+
+
 def plot_heatmap(shown, keys, by, out: Path) -> Path | None:
     """Mean test accuracy, bits (rows) x ``by`` (columns), one panel per combination of the other
-    keys (e.g. per surrogate); each cell also shows its 95% CI."""
+    keys (e.g. per surrogate); each cell also shows its 95% CI. One colour scale for all panels,
+    spanning the cells' range (``color_range``)."""
     plt = _pyplot()
     bk = bits_key(keys)
     row_vals = _bits_order(r.get(bk, "") for r in shown) if bk else [""]
@@ -193,6 +205,7 @@ def plot_heatmap(shown, keys, by, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(col_vals) * len(panels) + 2, 0.9 * len(row_vals) + 1.8),
                              squeeze=False)
     image = None
+    vmin, vmax = color_range([100 * r["test_acc_mean"] for r in shown])
     for ax, panel in zip(axes[0], panels):
         grid = [[NAN] * len(col_vals) for _ in row_vals]
         for r in shown:
@@ -202,14 +215,14 @@ def plot_heatmap(shown, keys, by, out: Path) -> Path | None:
                 ci = "" if math.isnan(r["test_acc_ci_low"]) else \
                     f"\n[{100 * r['test_acc_ci_low']:.1f}, {100 * r['test_acc_ci_high']:.1f}]"
                 ax.text(j, i, f"{grid[i][j]:.1f}{ci}", ha="center", va="center", fontsize=8,
-                        color="white" if grid[i][j] < 60 else "black")
-        image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+                        color="white" if grid[i][j] < (vmin + vmax) / 2 else "black")
+        image = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(col_vals)), col_vals, fontsize=8, rotation=30 if len(col_vals) > 3 else 0)
         ax.set_yticks(range(len(row_vals)), [f"{b}-bit" if bk else "all" for b in row_vals], fontsize=8)
         if panel:
             ax.set_title(", ".join(panel), fontsize=10)
         ax.set_xlabel(by or "")
-    fig.colorbar(image, ax=list(axes[0]), label="mean test acc (%)", shrink=0.9)
+    fig.colorbar(image, ax=list(axes[0]), label=f"mean test acc (%), scale {vmin:.1f}-{vmax:.1f}", shrink=0.9)
     fig.suptitle(f"Mean test accuracy (95% CI) per {bk or 'setting'} x {by or '-'}"
                  + (f", one panel per {', '.join(rest)}" if rest else ""), fontsize=10)
     return _save(fig, out / "test_acc_heatmap.png")

@@ -41,12 +41,14 @@ MD_COSTS = (("cost/footprint_bytes", "footprint (B)", ",.0f"), ("cost/synops", "
 
 def md_header(runs, rows, keys, target, sources, chance=None) -> str:
     n_failed = sum(r.get("status") != "ok" for r in runs)
+    n_bad = sum(r.get("status") in ("unreadable", "no metrics") for r in runs)  # qsnn.study.report_load.read_summary
     chance_txt = (f" Dashed lines in the plots: chance ({pct(chance)}% = 1/{round(1 / chance)} classes); "
                   f"*(chance)* marks a mean test accuracy at chance level (less than {pct(CHANCE_MARGIN, 0)}% "
                   "of the way from chance to 100%).") if chance else ""
     return "\n".join([
         f"Sources: {', '.join(map(str, sources))}  ",
-        f"{len(runs)} jobs, {len(runs) - n_failed} ok, {n_failed} failed; {len(rows)} settings "
+        f"{len(runs)} jobs, {len(runs) - n_failed} ok, {n_failed - n_bad} failed"
+        + (f", {n_bad} unreadable or without metrics" if n_bad else "") + f"; {len(rows)} settings "
         f"(grouped by {', '.join(keys) or 'nothing: one setting'}).  ",
         "Accuracies in %, mean ± std [95% t-CI, clipped to [0, 100]] over seeds (the mean cannot leave [0, 100], "
         "so clipping keeps the coverage; a bootstrap percentile CI would be far too narrow at 2-3 seeds); "
