@@ -177,4 +177,5 @@ def dead_network_monitor(trainer) -> DeadNetworkMonitor | None:
 
 def dead_network_warnings(trainer) -> list[str]:
     """The warnings of the trainer's DeadNetworkMonitor (for the run summary)."""
-    return [w for cb in trainer.callbacks if isinstance(cb, DeadNetworkMonitor) for w in cb.warnings]
+    monitor = dead_network_monitor(trainer)
+    return list(monitor.warnings) if monitor is not None else []
