@@ -78,8 +78,11 @@ def test_a_run_saved_before_the_trainer_keys_existed_resumes(tmp_path):
               "check_val_every_n_epoch", "log_every_n_steps", "deterministic", "enable_model_summary",
               "num_sanity_val_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches"}
     saved["trainer"] = {k: v for k, v in saved["trainer"].items() if k in before}
+    del saved["compile"]  # added to conf/train.yaml later too (the code used false without it)
     path.write_text(yaml.safe_dump(saved))
     with pytest.raises(ResumeRefused, match=r"trainer\.precision: \(absent\) -> 64"):  # a value Lightning's is not
         train(job_cfg(out, *fast, "trainer.max_epochs=2", "resume=true", "trainer.precision=64"))
+    with pytest.raises(ResumeRefused, match=r"compile: \(absent\) -> True"):  # not what the code used
+        train(job_cfg(out, *fast, "trainer.max_epochs=2", "resume=true", "compile=true"))
     summary = train(job_cfg(out, *fast, "trainer.max_epochs=2", "resume=true"))
     assert summary["status"] == "ok" and summary["resumed_from"].endswith("last.ckpt") and len(summary["epochs"]) == 2

@@ -134,17 +134,26 @@ def config_changes(saved: dict, cfg: DictConfig, saved_choices: dict | None = No
     missing = "(absent)"
     keys = [k for k in sorted(set(old) | set(new), key=lambda k: (k.split(".")[0], k))
             if old.get(k, missing) != new.get(k, missing) and not ignore(k) and k.split(".")[0] not in groups
-            and not _new_trainer_key(k, old, new)]
+            and not _added_since(k, old, new)]
     derived = [k for k in keys if _interpolated(cfg, k)]
     if len(derived) < len(keys):
         keys = [k for k in keys if k not in derived]
     return out + [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in keys]
 
 
-def _new_trainer_key(key: str, old: dict, new: dict) -> bool:
-    """A run saved before conf/trainer/ listed every Lightning Trainer argument lacks most of them: a
-    key it lacks that now holds Lightning's default is no change (Lightning used that value)."""
-    return key.startswith("trainer.") and key not in old and key in new and is_trainer_default(key[8:], new[key])
+# keys conf/ gained after runs were saved without them, with the value the code used while they were absent
+ADDED_KEYS = {"compile": False, "data.flat_root": False}
+
+
+def _added_since(key: str, old: dict, new: dict) -> bool:
+    """A run saved before conf/ had a key lacks it: a key it lacks that now holds the value the code
+    used without it is no change. That value is Lightning's default for a ``trainer.`` key (conf/trainer/
+    lists every Trainer argument since), ``ADDED_KEYS``' for the others."""
+    if key in old or key not in new:
+        return False
+    if key.startswith("trainer."):
+        return is_trainer_default(key[8:], new[key])
+    return key in ADDED_KEYS and new[key] == ADDED_KEYS[key] and type(new[key]) is type(ADDED_KEYS[key])
 
 
 def _interpolated(cfg: DictConfig, key: str) -> bool:
