@@ -24,6 +24,7 @@ import yaml
 from qsnn.errors import ConfigError
 from qsnn.run import interrupt
 from qsnn.run.console import show_path
+from qsnn.run.summary import read_summary
 from qsnn.study.definition import check_definition, claim
 from qsnn.study.progress import RoundProgress
 from qsnn.study.protocol import SUBDIR
@@ -73,13 +74,7 @@ def multirun(study: str, out: Path, jobs: list[dict], n_jobs: int | None, extra:
 
 
 def summaries(out: Path, jobs: list[dict]) -> dict[str, dict]:
-    res = {}
-    for j in jobs:
-        try:
-            res[j["dir"]] = json.loads((out / j["dir"] / "summary.json").read_text())
-        except (OSError, ValueError):
-            pass
-    return res
+    return {j["dir"]: s for j in jobs if (s := read_summary(out / j["dir"])) is not None}
 
 
 def finished(s: dict | None) -> bool:

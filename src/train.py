@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -25,7 +24,7 @@ from qsnn.run.console import print_config, print_run_summary
 from qsnn.run.job_console import into_logs, job_line
 from qsnn.run.quiet import silence_library_noise
 from qsnn.run.runner import train
-from qsnn.run.summary import hydra_info
+from qsnn.run.summary import hydra_info, read_summary
 
 log = logging.getLogger("qsnn")
 
@@ -79,21 +78,11 @@ def multirun_job(cfg: DictConfig) -> dict | None:
     try:
         with into_logs([out / "train.log"]):
             summary = run_job(cfg)
-    finally:  # the console is back: the job's one line, however it ended (interrupted: what it wrote)
-        written = summary or written_since(out, t0)
+    finally:  # the console is back: the job's one line, however it ended
+        written = summary or read_summary(out, since=t0 - 1)  # interrupted: what this job wrote
         if written:
             print(job_line(written, job_num()), flush=True)
     return summary
-
-
-def written_since(out: Path, t0: float) -> dict | None:
-    """The job's summary.json if this job wrote it (not a previous run's)."""
-    path = out / "summary.json"
-    try:
-        s = json.loads(path.read_text()) if path.stat().st_mtime >= t0 - 1 else None
-    except (OSError, ValueError):
-        return None
-    return s if isinstance(s, dict) else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")

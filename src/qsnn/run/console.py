@@ -10,7 +10,6 @@ numbers, then the paths and commands as plain lines (never wrapped, so they can 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,6 +22,8 @@ from hydra.experimental.callback import Callback
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from qsnn.run.summary import read_summary
 
 REPORT_CMD = "python src/report.py"
 
@@ -147,11 +148,7 @@ def read_summaries(sweep_dir: str | Path, since: float | None = None) -> list[tu
     jobs = [j for j, t in newest.items() if j != root and (since is None or t >= since)]
     out = []
     for job in sorted(jobs, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]):
-        try:
-            summary = json.loads((job / "summary.json").read_text())
-        except (OSError, ValueError):
-            summary = None
-        out.append((str(job.relative_to(root)), summary if isinstance(summary, dict) else None))
+        out.append((str(job.relative_to(root)), read_summary(job)))
     return out
 
 

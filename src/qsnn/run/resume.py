@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qsnn.errors import CheckpointError, ConfigError, ResumeRefused
 from qsnn.run.known_keys import is_trainer_default
+from qsnn.run.summary import read_summary
 
 # Keys that may differ from the run's saved config_resolved.yaml on resume=true: how long to
 # train, where files live, what is printed or logged. Any other change is refused (it would
@@ -64,10 +65,10 @@ def wants_resume(cfg) -> bool:
 def finished_summary(out_dir: Path, overrides: list[str]) -> dict | None:
     """The job's summary.json if it finished ok with the same overrides (so a re-launched sweep
     skips it); with other overrides (e.g. more trainer.max_epochs) the job goes on from last.ckpt."""
-    try:
-        summary = json.loads((Path(out_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
+    summary = read_summary(out_dir)
+    if summary is None:
         return None
+
     def same(o):
         return sorted(x for x in o if x.split("=")[0].lstrip("+~") not in ("resume", "ckpt_path"))
     ok = summary.get("status") == "ok" and same(summary.get("overrides", [])) == same(overrides)

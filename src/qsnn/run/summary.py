@@ -39,6 +39,20 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
+def read_summary(out_dir: str | Path, since: float | None = None) -> dict[str, Any] | None:
+    """A job dir's summary.json as a dict; None when it is missing, unreadable or not a job summary,
+    or (``since``: a time.time()) older than ``since``. The report's reader (``report_load``) says
+    why instead; the launchers, the console and the study only need to know what is there."""
+    path = Path(out_dir) / "summary.json"
+    try:
+        if since is not None and path.stat().st_mtime < since:
+            return None
+        s = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return s if isinstance(s, dict) else None
+
+
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=1, default=str))
 

@@ -7,11 +7,12 @@ the jobs' ``summary.json`` files, polled while it runs.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
+
+from qsnn.run.summary import read_summary
 
 DONE = ("ok", "failed")
 
@@ -24,14 +25,8 @@ def clock(seconds: float) -> str:
 
 def job_result(out: Path, job: dict, since: float) -> dict | None:
     """The job's summary if it finished (ok or failed) after ``since``; else None."""
-    path = out / job["dir"] / "summary.json"
-    try:
-        if path.stat().st_mtime < since:
-            return None
-        s = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return s if isinstance(s, dict) and s.get("status") in DONE else None
+    s = read_summary(out / job["dir"], since)
+    return s if s is not None and s.get("status") in DONE else None
 
 
 def result_text(s: dict, metric: str) -> str:
